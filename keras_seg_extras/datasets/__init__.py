@@ -1,0 +1,1 @@
+"""keras_seg_extras.datasets"""
