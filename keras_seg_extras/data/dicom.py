@@ -509,7 +509,14 @@ def convert_dicom_folder(input_dir, output_dir, *, csv_path=None, log_path=None,
         workers = check_number("convert_dicom_folder", "workers", workers, minimum=1,
                                integer=True)
     input_dir, output_dir = os.fspath(input_dir), os.fspath(output_dir)
-    paths = find_dicom_files(input_dir, pattern) if files is None else [os.fspath(p) for p in files]
+    if files is None:
+        paths = find_dicom_files(input_dir, pattern)
+    else:
+        paths = [os.fspath(p) for p in files]
+        root = os.path.abspath(input_dir)
+        for path in paths:
+            if os.path.commonpath([root, os.path.abspath(path)]) != root:
+                fail("convert_dicom_folder", "files", path, f"must lie under input_dir {root}")
     os.makedirs(output_dir, exist_ok=True)
     csv_path = os.fspath(csv_path) if csv_path else os.path.join(output_dir, "dicom_headers.csv")
     log_path = os.fspath(log_path) if log_path else os.path.join(output_dir,

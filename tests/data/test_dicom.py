@@ -307,3 +307,28 @@ def test_command_line_tool(tmp_path, rng, capsys):
     assert cv2.imread(str(out / "chest.png"), cv2.IMREAD_UNCHANGED).shape == (64, 64)
     assert dicom_to_png.main([str(src), str(out), "--allow-failures", "--no-progress"]) == 0
     assert "1 skipped" in capsys.readouterr().out
+
+
+def test_multi_valued_window_and_sigmoid_function(tmp_path, rng):
+    array = rng.integers(0, 4096, size=(12, 10)).astype("uint16")
+    path = tmp_path / "multi.dcm"
+    dicom.write_dicom(path, array, bits_stored=12)
+    ds = pydicom.dcmread(path)
+    ds.WindowCenter, ds.WindowWidth = [2000, 100], [3001, 50]  # two views: the first is used
+    np.testing.assert_array_equal(dicom.dicom_to_uint8(ds),
+                                  _reference_window_uint8(array, 2000, 3001, False))
+    ds.VOILUTFunction = "SIGMOID"  # PS3.3 C.11.2.1.3.1
+    expected = 1.0 / (1.0 + np.exp(-4.0 * (array.astype("float64") - 2000) / 3001))
+    np.testing.assert_array_equal(dicom.dicom_to_uint8(ds),
+                                  np.round(expected * 255).astype("uint8"))
+
+
+def test_explicit_file_list_must_lie_under_the_input_folder(tmp_path):
+    (tmp_path / "in").mkdir()
+    outside = tmp_path / "elsewhere.dcm"
+    dicom.write_dicom(outside, np.zeros((4, 4), "uint8"))
+    with pytest.raises(ValueError, match=r"convert_dicom_folder: `files`.*elsewhere.dcm"):
+        dicom.convert_dicom_folder(tmp_path / "in", tmp_path / "out", files=[outside],
+                                   progress=False)
+    with pytest.raises(ValueError, match=r"convert_dicom_folder: `input_dir`"):
+        dicom.convert_dicom_folder(tmp_path / "missing", tmp_path / "out", progress=False)

@@ -95,11 +95,12 @@ def test_loss_value_equals_base_loss_on_relabelled_targets(rng):
                                rtol=1e-5, atol=1e-6)
 
 
-def test_float16_inputs_give_finite_values_and_gradients(rng):
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_inputs_give_finite_values_and_gradients(rng, dtype):
     import tensorflow as tf
 
     y_true = np.array([0, 9, 9, 2])
-    logits = tf.Variable(rng.normal(size=(4, 5)).astype("float16") * 20)
+    logits = tf.Variable(tf.cast(rng.normal(size=(4, 5)) * 100, dtype))
     loss = AuxiliaryClassLoss(keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                               TARGETS, AUXILIARY, seed=0)
     with tf.GradientTape() as tape:
