@@ -337,58 +337,62 @@ class _OverlapLossBase(keras.losses.Loss):
         return config
 
 
-def _checked_overlap_arguments(loss, mode, from_logits, smooth, per_image, ignore_index):
-    owner = type(loss).__name__
-    loss.mode = check_choice(owner, "mode", mode, MODES)
-    loss.from_logits = check_flag(owner, "from_logits", from_logits)
-    loss.smooth = check_number(owner, "smooth", smooth, minimum=0)
-    loss.per_image = check_flag(owner, "per_image", per_image)
-    loss.ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
+class _SoftOverlapLoss(_OverlapLossBase):
+    """Dice and Jaccard classes: same arguments, ``_kind`` picks the formula."""
+
+    _kind = None
+    _arguments = ("mode", "from_logits", "smooth", "per_image", "ignore_index")
+
+    def __init__(self, mode, from_logits, smooth, per_image, ignore_index, reduction, name,
+                 dtype):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        owner = type(self).__name__
+        self.mode = check_choice(owner, "mode", mode, MODES)
+        self.from_logits = check_flag(owner, "from_logits", from_logits)
+        self.smooth = check_number(owner, "smooth", smooth, minimum=0)
+        self.per_image = check_flag(owner, "per_image", per_image)
+        self.ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
+
+    def call(self, y_true, y_pred):
+        return _overlap_loss(type(self).__name__, self._kind, y_true, y_pred, self.mode,
+                             self.from_logits, self.smooth, self.per_image, self.ignore_index)
 
 
 @register
-class DiceLoss(_OverlapLossBase):
+class DiceLoss(_SoftOverlapLoss):
     """Soft Dice loss as a Keras loss; see :func:`dice_loss` for the formula and arguments.
 
     With ``per_image=False`` (default) the loss is computed over the whole batch and Keras's
-    reduction leaves that scalar unchanged (sample weights then only scale it). With
-    ``per_image=True`` each image has its own value and the reduction averages them (sample
-    weights weight images).
+    reduction leaves that scalar unchanged (sample weights then only scale it by their
+    mean). With ``per_image=True`` each image has its own value and the reduction averages
+    them (sample weights weight images).
 
     Example:
         >>> model.compile(loss=DiceLoss("binary", from_logits=True))
     """
 
-    _arguments = ("mode", "from_logits", "smooth", "per_image", "ignore_index")
+    _kind = "dice"
 
     def __init__(self, mode, from_logits=False, smooth=1.0, per_image=False, ignore_index=None,
                  reduction="sum_over_batch_size", name="dice_loss", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        _checked_overlap_arguments(self, mode, from_logits, smooth, per_image, ignore_index)
-
-    def call(self, y_true, y_pred):
-        return _overlap_loss(type(self).__name__, "dice", y_true, y_pred, self.mode,
-                             self.from_logits, self.smooth, self.per_image, self.ignore_index)
+        super().__init__(mode, from_logits, smooth, per_image, ignore_index, reduction, name,
+                         dtype)
 
 
 @register
-class JaccardLoss(_OverlapLossBase):
+class JaccardLoss(_SoftOverlapLoss):
     """Soft Jaccard (IoU) loss as a Keras loss; see :func:`jaccard_loss` and :class:`DiceLoss`.
 
     Example:
         >>> model.compile(loss=JaccardLoss("multiclass", from_logits=True, ignore_index=255))
     """
 
-    _arguments = ("mode", "from_logits", "smooth", "per_image", "ignore_index")
+    _kind = "jaccard"
 
     def __init__(self, mode, from_logits=False, smooth=1.0, per_image=False, ignore_index=None,
                  reduction="sum_over_batch_size", name="jaccard_loss", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        _checked_overlap_arguments(self, mode, from_logits, smooth, per_image, ignore_index)
-
-    def call(self, y_true, y_pred):
-        return _overlap_loss(type(self).__name__, "jaccard", y_true, y_pred, self.mode,
-                             self.from_logits, self.smooth, self.per_image, self.ignore_index)
+        super().__init__(mode, from_logits, smooth, per_image, ignore_index, reduction, name,
+                         dtype)
 
 
 class _BinaryLovaszBase(_OverlapLossBase):
