@@ -12,3 +12,4 @@ from keras_seg_extras.losses.overlap import (  # noqa: F401
     lovasz_softmax,
     symmetric_lovasz,
 )
+from keras_seg_extras.losses.combine import BCEDiceLoss, CombinedLoss, bce_dice_loss  # noqa: F401
