@@ -122,7 +122,18 @@ def bce_dice_loss(y_true, y_pred, bce_weight=1.0, dice_weight=1.0, from_logits=F
                      smooth)
 
 
+def _check_bce_dice_arguments(owner, bce_weight, dice_weight, from_logits, smooth):
+    bce_weight = check_number(owner, "bce_weight", bce_weight, minimum=0)
+    dice_weight = check_number(owner, "dice_weight", dice_weight, minimum=0)
+    if bce_weight == 0 and dice_weight == 0:
+        fail(owner, "dice_weight", dice_weight, "and `bce_weight` must not both be 0")
+    return (bce_weight, dice_weight, check_flag(owner, "from_logits", from_logits),
+            check_number(owner, "smooth", smooth, minimum=0))
+
+
 def _bce_dice(owner, y_true, y_pred, bce_weight, dice_weight, from_logits, smooth):
+    bce_weight, dice_weight, from_logits, smooth = _check_bce_dice_arguments(
+        owner, bce_weight, dice_weight, from_logits, smooth)
     dice = _overlap_loss(owner, "dice", y_true, y_pred, "multilabel", from_logits, smooth,
                          False, None)
     y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
@@ -149,13 +160,9 @@ class BCEDiceLoss(keras.losses.Loss):
     def __init__(self, bce_weight=1.0, dice_weight=1.0, from_logits=False, smooth=1.0,
                  reduction="sum_over_batch_size", name="bce_dice_loss", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        owner = type(self).__name__
-        self.bce_weight = check_number(owner, "bce_weight", bce_weight, minimum=0)
-        self.dice_weight = check_number(owner, "dice_weight", dice_weight, minimum=0)
-        if self.bce_weight == 0 and self.dice_weight == 0:
-            fail(owner, "dice_weight", dice_weight, "and `bce_weight` must not both be 0")
-        self.from_logits = check_flag(owner, "from_logits", from_logits)
-        self.smooth = check_number(owner, "smooth", smooth, minimum=0)
+        self.bce_weight, self.dice_weight, self.from_logits, self.smooth = (
+            _check_bce_dice_arguments(type(self).__name__, bce_weight, dice_weight, from_logits,
+                                      smooth))
 
     def call(self, y_true, y_pred):
         return _bce_dice(type(self).__name__, y_true, y_pred, self.bce_weight,

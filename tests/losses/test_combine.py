@@ -110,6 +110,8 @@ def test_bad_arguments_raise_clear_errors():
         L.BCEDiceLoss(bce_weight=-0.5)
     with pytest.raises(ValueError, match=r"BCEDiceLoss: `dice_weight` .*both be 0"):
         L.BCEDiceLoss(bce_weight=0, dice_weight=0)
+    with pytest.raises(ValueError, match=r"bce_dice_loss: `smooth` must be >= 0; received -1"):
+        L.bce_dice_loss(np.zeros((1, 2, 2, 1)), np.zeros((1, 2, 2, 1)), smooth=-1)
     with pytest.raises(ValueError, match=r"BCEDiceLoss: `y_pred` must have rank 4"):
         L.BCEDiceLoss()(np.zeros((2, 3, 3)), np.zeros((2, 3, 3)))
     with pytest.raises(ValueError, match=r"BCEDiceLoss: binary/multi-label targets .*\[3.0\]"):

@@ -267,6 +267,24 @@ def test_lovasz_edge_inputs_exact_probabilities_and_extreme_logits():
     assert float(L.lovasz_hinge(labels, logits)[0]) == 0.0
     assert float(L.lovasz_hinge(labels, -logits)[0]) == pytest.approx(
         np_lovasz_hinge(labels, -logits[..., 0], True).mean(), rel=1e-6)
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(2, 3, 3)).astype("float32")
+    uniform = np.stack([np.ones((3, 3)), np.zeros((3, 3))])  # all-foreground, all-background
+    for per_image in (True, False):
+        np.testing.assert_allclose(
+            np.asarray(L.lovasz_hinge(uniform, logits[..., None], per_image)),
+            np_lovasz_hinge(uniform, logits, per_image), atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(L.symmetric_lovasz(uniform, logits[..., None], per_image)),
+            0.5 * (np_lovasz_hinge(uniform, logits, per_image)
+                   + np_lovasz_hinge(1 - uniform, -logits, per_image)), atol=1e-5)
+    single_class = np.zeros((1, 3, 3), "int32")
+    probabilities = np_softmax(rng.normal(size=(1, 3, 3, 3)))
+    for classes in ("present", "all"):
+        np.testing.assert_allclose(
+            float(L.lovasz_softmax(single_class, probabilities.astype("float32"), classes,
+                                   from_logits=False)),
+            np_lovasz_softmax(single_class, probabilities, classes, False), atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- dtypes
