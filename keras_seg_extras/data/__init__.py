@@ -1,4 +1,11 @@
-"""keras_seg_extras.data"""
+"""keras_seg_extras.data: DICOM conversion, RLE, splits, augmentation and tf.data pipelines.
 
+Loaded lazily by ``keras_seg_extras`` (``kse.data``); the pipeline parts use TensorFlow.
+"""
+
+from keras_seg_extras.data import augment  # noqa: F401
 from keras_seg_extras.data import dicom  # noqa: F401
+from keras_seg_extras.data import pipeline  # noqa: F401
+from keras_seg_extras.data import rle  # noqa: F401
+from keras_seg_extras.data import split  # noqa: F401
 from keras_seg_extras.data.dicom import convert_dicom_folder, dicom_to_uint8, write_dicom  # noqa: F401

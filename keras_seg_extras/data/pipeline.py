@@ -1,0 +1,178 @@
+"""``tf.data`` input pipelines for segmentation: decode, resize, augment in parallel, batch.
+
+TensorFlow-only (``tf.data``, ``tf.numpy_function``); the models and losses it feeds stay
+backend-agnostic.
+
+Reproducibility: the order is a stateless shuffle of the indices seeded by ``(seed, epoch)``,
+and the augmentation of each element is seeded by ``(seed, position of the element in the
+stream)`` (:func:`keras_seg_extras.data.augment.element_seed`) before the parallel map, so two
+runs with the same seed yield the same batches whatever the number of threads or the order
+in which they finish; a repeated dataset augments an image differently in each epoch.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_seg_extras._common import check_number, fail
+from keras_seg_extras.data.augment import Augmenter, element_seed
+
+_OWNER = "kse.data.pipeline.segmentation_dataset"
+
+
+def _is_paths(value):
+    if isinstance(value, (str, bytes, os.PathLike)):
+        fail(_OWNER, "images/masks", value, "must be a sequence of paths or an array, not one path")
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "USO"
+    return len(value) > 0 and isinstance(value[0], (str, bytes, os.PathLike))
+
+
+def _as_array(argument, value, rank):
+    array = np.asarray(value)
+    if array.ndim == rank - 1 and argument == "masks":
+        array = array[..., None]
+    if array.ndim != rank:
+        fail(_OWNER, argument, array.shape,
+             "must be an (N, H, W, C) array" if argument == "images"
+             else "must be an (N, H, W) or (N, H, W, 1) array")
+    if array.dtype != np.uint8:
+        if np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
+            if array.size and (array.min() < 0 or array.max() > 255):
+                fail(_OWNER, argument, (int(array.min()), int(array.max())),
+                     "must hold values in 0..255 to be stored as uint8")
+            array = array.astype(np.uint8)
+        else:
+            fail(_OWNER, argument, array.dtype, "must be uint8 (or integers in 0..255)")
+    return array
+
+
+def segmentation_dataset(images, masks, batch_size, image_size, augment=None, shuffle=True,
+                         seed=0, repeat=False, channels=3, binarize_masks=True,
+                         drop_remainder=False, num_parallel_calls=None):
+    """A batched ``tf.data.Dataset`` of (image, mask) pairs, optionally augmented.
+
+    Steps: shuffle the indices (stateless, seeded by ``(seed, epoch)``) -> load each element
+    (an in-memory array row, or ``tf.io.read_file`` + ``decode_image`` for PNG/JPEG paths)
+    -> resize to ``image_size`` (image bilinear, mask nearest) -> ``mask > 0`` when
+    ``binarize_masks`` -> augmentation with albumentations in ``tf.numpy_function``, in
+    parallel, seeded per element -> static shapes -> batch -> prefetch.
+
+    Args:
+        images: uint8 array (N, H, W, C), or a sequence of N image file paths.
+        masks: uint8 array (N, H, W) or (N, H, W, 1), or a sequence of N mask file paths
+            (single-channel PNGs; 0/255 or 0/1 or label ids).
+        batch_size: images per batch.
+        image_size: side of the square output images.
+        augment: None, an albumentations transform/``Compose`` (e.g.
+            ``kse.data.augment.siim_preset(image_size)``) or an
+            :class:`~keras_seg_extras.data.augment.Augmenter`.
+        shuffle: shuffle the order (each epoch differently, reproducibly).
+        seed: seed of the order and of the augmentations.
+        repeat: repeat forever (for ``fit(..., steps_per_epoch=...)``).
+        channels: image channels after decoding (paths only; arrays keep theirs).
+        binarize_masks: map every non-zero mask value to 1; False keeps integer label ids.
+        drop_remainder: drop the last incomplete batch.
+        num_parallel_calls: parallelism of the load and augment maps (``tf.data.AUTOTUNE`` by
+            default).
+
+    Returns:
+        ``tf.data.Dataset`` of ``(image, mask)``: uint8 (B, S, S, C) and uint8 (B, S, S, 1),
+        static spatial shapes.
+
+    Raises:
+        ValueError: for mismatched lengths, bad shapes or dtypes, bad sizes.
+
+    Example:
+        >>> ds = segmentation_dataset(x, y, batch_size=8, image_size=256,
+        ...                           augment=kse.data.augment.siim_preset(256), seed=1)
+        >>> model.fit(ds, epochs=10)
+    """
+    batch_size = check_number(_OWNER, "batch_size", batch_size, minimum=1, integer=True)
+    size = check_number(_OWNER, "image_size", image_size, minimum=1, integer=True)
+    seed = check_number(_OWNER, "seed", seed, integer=True)
+    channels = check_number(_OWNER, "channels", channels, minimum=1, maximum=4, integer=True)
+    parallel = tf.data.AUTOTUNE if num_parallel_calls is None else check_number(
+        _OWNER, "num_parallel_calls", num_parallel_calls, minimum=1, integer=True)
+    if augment is not None and not isinstance(augment, Augmenter):
+        augment = Augmenter(augment)
+
+    image_paths, mask_paths = _is_paths(images), _is_paths(masks)
+    count = len(images)
+    if len(masks) != count:
+        fail(_OWNER, "masks", len(masks), f"must have one entry per image ({count})")
+    if count == 0:
+        fail(_OWNER, "images", count, "must hold at least one image")
+
+    if image_paths:
+        image_table = tf.constant([os.fspath(p) if not isinstance(p, bytes) else p
+                                   for p in images])
+    else:
+        image_array = _as_array("images", images, 4)
+        channels = image_array.shape[-1]
+    if mask_paths:
+        mask_table = tf.constant([os.fspath(p) if not isinstance(p, bytes) else p for p in masks])
+    else:
+        mask_array = _as_array("masks", masks, 4)
+        if mask_array.shape[-1] != 1:
+            fail(_OWNER, "masks", mask_array.shape, "must have one channel")
+    if not image_paths and not mask_paths and image_array.shape[1:3] != mask_array.shape[1:3]:
+        fail(_OWNER, "masks", mask_array.shape, f"must match the images' H, W "
+             f"{image_array.shape[1:3]}")
+
+    def load(position, index):
+        if image_paths:
+            image = tf.io.decode_image(tf.io.read_file(tf.gather(image_table, index)),
+                                       channels=channels, expand_animations=False)
+        else:
+            image = tf.numpy_function(lambda i: image_array[i], [index], tf.uint8)
+            image.set_shape([None, None, channels])
+        if mask_paths:
+            mask = tf.io.decode_image(tf.io.read_file(tf.gather(mask_table, index)),
+                                      channels=1, expand_animations=False)
+        else:
+            mask = tf.numpy_function(lambda i: mask_array[i], [index], tf.uint8)
+            mask.set_shape([None, None, 1])
+        image = tf.cond(
+            tf.reduce_all(tf.shape(image)[:2] == size), lambda: image,
+            lambda: tf.cast(tf.clip_by_value(tf.round(
+                tf.image.resize(image, [size, size], method="bilinear")), 0, 255), tf.uint8))
+        mask = tf.image.resize(mask, [size, size], method="nearest")
+        if binarize_masks:
+            mask = tf.cast(mask > 0, tf.uint8)
+        image.set_shape([size, size, channels])
+        mask.set_shape([size, size, 1])
+        return position, image, mask
+
+    def augment_pair(position, image, mask):
+        def run(position_value, image_value, mask_value):
+            out_image, out_mask = augment(image_value, mask_value,
+                                          element_seed(seed, position_value))
+            if out_image.shape != (size, size, channels) or out_mask.shape != (size, size, 1):
+                raise ValueError(f"{_OWNER}: `augment` must keep the size {size}x{size}; "
+                                 f"received image {out_image.shape}, mask {out_mask.shape}.")
+            return (np.ascontiguousarray(out_image, dtype=np.uint8),
+                    np.ascontiguousarray(out_mask, dtype=np.uint8))
+
+        image, mask = tf.numpy_function(run, [position, image, mask], [tf.uint8, tf.uint8])
+        image.set_shape([size, size, channels])
+        mask.set_shape([size, size, 1])
+        return image, mask
+
+    def order(epoch):
+        indices = tf.range(count, dtype=tf.int64)
+        if shuffle:
+            indices = tf.random.experimental.stateless_shuffle(
+                indices, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(indices)
+
+    epochs = tf.data.Dataset.range(np.iinfo(np.int64).max if repeat else 1)
+    dataset = epochs.flat_map(order).enumerate()
+    dataset = dataset.map(load, num_parallel_calls=parallel, deterministic=True)
+    if augment is not None:
+        dataset = dataset.map(augment_pair, num_parallel_calls=parallel, deterministic=True)
+    else:
+        dataset = dataset.map(lambda position, image, mask: (image, mask))
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    return dataset.prefetch(tf.data.AUTOTUNE)
