@@ -1,1 +1,6 @@
 """keras_seg_extras.callbacks"""
+
+from keras_seg_extras.callbacks.swa import (  # noqa: F401
+    StochasticWeightAveraging,
+    recompute_batchnorm_statistics,
+)
