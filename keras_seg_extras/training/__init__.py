@@ -15,3 +15,4 @@ from keras_seg_extras.training.schedules import (  # noqa: F401
     CosineAnnealingWithWarmup,
     CyclicCosineSchedule,
 )
+from keras_seg_extras.training.progressive import ProgressiveTrainer, Stage  # noqa: F401
