@@ -16,3 +16,4 @@ from keras_seg_extras.training.schedules import (  # noqa: F401
     CyclicCosineSchedule,
 )
 from keras_seg_extras.training.progressive import ProgressiveTrainer, Stage  # noqa: F401
+from keras_seg_extras.training.distribute import strategy  # noqa: F401
