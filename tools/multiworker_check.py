@@ -54,15 +54,29 @@ def train(out_path):
         inputs = keras.Input((None, None, 2))
         hidden = keras.layers.Conv2D(3, 3, padding="same", activation="tanh")(inputs)
         model = keras.Model(inputs, keras.layers.Conv2D(1, 1)(hidden))
-        model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse", jit_compile=False)
-        if isinstance(chosen, tf.distribute.MultiWorkerMirroredStrategy):
-            # Keras 3.15's fit() first "symbolically builds" the model from a batch it
-            # reduces with strategy.reduce(MEAN, batch), which fails under
-            # MultiWorkerMirroredStrategy ("Attempt to convert a value (PerReplica...)").
-            # Without a recorded strategy Keras skips that step and builds when the train
-            # function is traced; fit() still runs in the strategy taken from this scope.
-            model._distribute_strategy = None
-        model.fit(data, epochs=EPOCHS, verbose=0)
+        optimizer = keras.optimizers.Adam(0.01)
+        optimizer.build(model.trainable_variables)
+    # A custom loop: Keras 3.15's fit() does not run under MultiWorkerMirroredStrategy (it
+    # reduces a data batch with strategy.reduce before tracing, "Attempt to convert a value
+    # (PerReplica...)", and then fails reducing the per-replica logs). The loop is what
+    # fit() does: per-replica mean loss divided by the replica count, gradients all-reduced
+    # (summed) inside optimizer.apply.
+    replicas = chosen.num_replicas_in_sync
+
+    @tf.function
+    def train_step(batch):
+        def replica_step(x, y):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(model(x, training=True) - y)) / replicas
+            optimizer.apply(tape.gradient(loss, model.trainable_variables),
+                            model.trainable_variables)
+
+        chosen.run(replica_step, args=batch)
+
+    distributed = chosen.experimental_distribute_dataset(data)
+    for _ in range(EPOCHS):
+        for batch in distributed:
+            train_step(batch)
     task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {"index": 0})
     if task.get("index", 0) == 0:
         np.savez(out_path, *[w.numpy() for w in model.weights],

@@ -1,41 +1,43 @@
-"""Gradient accumulation on top of Keras 3's ``gradient_accumulation_steps``, with its gaps closed.
+"""Gradient accumulation that is exact, distributes, and advances schedules per applied update.
 
 Paper 003, section 4.1.3: with batches of 4 images at 512 px, the gradients of 8 micro-batches
 are accumulated before one update, simulating a batch of 32.
 
-What Keras 3 (3.15) does right, and we keep: every optimizer accepts
-``gradient_accumulation_steps=N``; the gradients of N consecutive ``train_step`` calls are
-summed in per-variable accumulators and their mean ``(g_1 + ... + g_N) / N`` is applied once,
-which for equal micro-batches of mean losses is exactly the gradient of the batch of N*b
-samples. Clipping, weight decay, ``LossScaleOptimizer`` (gradients are unscaled before they
-are accumulated) and ``MirroredStrategy`` (per-replica accumulators, all-reduced at the
-update) work through the same path.
-
-What is not right, and what this module fixes:
+Keras 3 (3.15) offers ``gradient_accumulation_steps=N`` on every optimizer. What it does
+right: the mean ``(g_1 + ... + g_N) / N`` of N micro-batch gradients is applied once, which
+for equal micro-batches of a mean loss is exactly the gradient of the batch of N*b samples.
+What is not right:
 
 1. **Learning-rate schedules advance per micro-batch.** Keras evaluates the schedule on the
-   raw micro-step counter (``optimizer._iterations``), so the k-th applied update uses
-   ``schedule(k*N - 1)`` instead of ``schedule(k - 1)``: a cosine over "45 epochs" ends N
-   times too early. :class:`AccumulatedSchedule` evaluates the wrapped schedule at
-   ``floor(micro_step / N)``, the number of updates applied so far, which is exact: the k-th
-   update (1-based) uses ``schedule(k - 1)`` and after N applied updates
-   ``optimizer.learning_rate == schedule(N)``. :func:`accumulating_optimizer` builds the
-   optimizer with both pieces.
-2. **BatchNorm sees micro-batches.** Accumulation only enlarges the batch of the backward
-   pass; each forward pass normalises with the statistics of its micro-batch of b samples
-   and updates the moving averages once per micro-batch. Nothing short of synchronising
-   statistics across micro-batches fixes the former (use GroupNorm for tiny batches); for
-   the latter, :func:`set_batchnorm_momentum_for_accumulation` sets every BatchNorm momentum
-   to ``m ** (1 / N)``, so that N micro-batch updates decay the old moving average by ``m``
-   exactly as one update with the large batch would.
-3. **The effective batch is implicit.** :func:`effective_batch_size` states it:
-   ``micro_batch x accumulation_steps x replicas`` (the global batch of ``fit`` is already
-   ``micro_batch x replicas`` under a distribution strategy).
+   micro-step counter, so the k-th applied update uses ``schedule(k*N - 1)`` instead of
+   ``schedule(k - 1)``: a cosine over "45 epochs" ends N times too early.
+2. **It fails under ``tf.distribute.MirroredStrategy``**: the switch between "update" and
+   "accumulate" is a ``cond`` in the replica context whose update branch all-reduces
+   ("merge_call called while defining a new graph or a tf.function").
 
-Limits: a LossScaleOptimizer step whose gradients are not finite is skipped entirely (as
-without accumulation), so that accumulation window contains one micro-batch more. Under
-MirroredStrategy the accumulators are per replica and only the first replica's values are
-written into checkpoints: resume from checkpoints taken at accumulation boundaries (make
+:class:`GradientAccumulationOptimizer` (what :func:`accumulating_optimizer` returns on the
+TensorFlow and torch backends) wraps any optimizer: it keeps per-variable accumulators and a
+micro-step counter of its own, makes the switch in the cross-replica context (as Keras's
+``LossScaleOptimizer`` does), and lets the inner optimizer apply the mean gradient, so the
+inner optimizer's ``iterations`` count applied updates and its schedule is exact: the k-th
+update uses ``schedule(k - 1)`` and after N updates ``learning_rate == schedule(N)``. On JAX
+(no tf.distribute) Keras's own mechanism is used with the schedule wrapped in
+:class:`AccumulatedSchedule` (``schedule(floor(micro_step / N))``, equally exact).
+
+3. **BatchNorm sees micro-batches.** Accumulation only enlarges the batch of the backward
+   pass; each forward pass normalises with the statistics of its b samples and updates the
+   moving averages once per micro-batch. Nothing short of synchronising statistics across
+   micro-batches fixes the former (use GroupNorm for tiny batches); for the latter,
+   :func:`set_batchnorm_momentum_for_accumulation` sets every BatchNorm momentum to
+   ``m ** (1 / N)``, so that N micro-batch updates decay the old average by ``m`` exactly
+   as one update with the large batch would.
+4. **The effective batch is implicit.** :func:`effective_batch_size` states it:
+   ``micro_batch x accumulation_steps x replicas``.
+
+Limits: a ``LossScaleOptimizer`` step whose gradients are not finite is skipped entirely (as
+without accumulation), so that window holds one micro-batch more. Under MirroredStrategy the
+accumulators are per replica and only the first replica's values are written into
+checkpoints: resume from checkpoints taken at accumulation boundaries (make
 ``steps_per_epoch`` a multiple of N when checkpointing per epoch).
 """
 

@@ -37,14 +37,14 @@ class Seen(keras.callbacks.Callback):
         self.epochs.append((epoch, self.model.optimizer.__class__.__name__))
 
 
-class Interrupt(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.at = epoch
+def _interrupt(at):
+    """A callback that stops the process (an exception) when epoch ``at`` begins."""
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.at:
+    def check(epoch, logs=None):
+        if epoch == at:
             raise RuntimeError("interrupted")
+
+    return keras.callbacks.LambdaCallback(on_epoch_begin=check)
 
 
 def _stages():
@@ -91,7 +91,7 @@ def test_stages_carry_weights_and_callbacks(uninterrupted):
 def test_resumed_run_equals_uninterrupted(tmp_path, uninterrupted, interrupt_at):
     straight, _ = uninterrupted
     with pytest.raises(RuntimeError, match="interrupted"):
-        _trainer(tmp_path / "b", extra=[Interrupt(interrupt_at)]).fit()
+        _trainer(tmp_path / "b", extra=[_interrupt(interrupt_at)]).fit()
     resumed = _trainer(tmp_path / "b")
     resumed.fit()
     assert [e for e, _ in resumed.callbacks[0].epochs] == list(range(interrupt_at, 3))
