@@ -273,8 +273,14 @@ class ProgressiveTrainer:
         if stage.optimizer is None:
             optimizer = keras.optimizers.Adam(learning_rate)
         elif isinstance(stage.optimizer, str):
-            optimizer = keras.optimizers.get(
-                {"class_name": stage.optimizer, "config": {"learning_rate": learning_rate}})
+            try:
+                template = keras.optimizers.get(stage.optimizer)
+            except ValueError:
+                fail(f"Stage {stage.name}", "optimizer", stage.optimizer,
+                     "must name a Keras optimizer")
+            config = template.get_config()
+            config["learning_rate"] = learning_rate
+            optimizer = type(template).from_config(config)
         elif callable(stage.optimizer):
             optimizer = stage.optimizer(learning_rate)
         else:
