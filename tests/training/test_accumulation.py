@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tests.training.replicas import two_cpu_replicas
 
 from keras_seg_extras.training import (
     AccumulatedSchedule,
@@ -66,7 +67,7 @@ def test_micro_batches_equal_one_large_batch(rng, make):
 def test_two_replicas_equal_one_large_batch(rng, make, scaled):
     x, y = _data(rng)
     large, _ = _train(make(), x, y, MICRO * STEPS)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_cpu_replicas()
     with strategy.scope():
         inner = keras.optimizers.LossScaleOptimizer(make()) if scaled else make()
         optimizer = accumulating_optimizer(inner, STEPS)

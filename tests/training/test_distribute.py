@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tests.training.replicas import two_cpu_replicas
 
 from keras_seg_extras.training import strategy
 from keras_seg_extras.training.distribute import _cluster_size
@@ -18,7 +19,7 @@ from keras_seg_extras.training.distribute import _cluster_size
 
 
 def _two_replicas():
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    return two_cpu_replicas()
 
 
 def _split(mirrored, array):
