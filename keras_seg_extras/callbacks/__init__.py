@@ -1,1 +1,10 @@
 """keras_seg_extras.callbacks"""
+
+from keras_seg_extras.callbacks.swa import (  # noqa: F401
+    StochasticWeightAveraging,
+    recompute_batchnorm_statistics,
+)
+from keras_seg_extras.callbacks.snapshot import (  # noqa: F401
+    SnapshotEnsemble,
+    load_snapshot_ensemble,
+)

@@ -1,0 +1,355 @@
+"""Stochastic Weight Averaging with BatchNorm re-estimation, resumable from checkpoints.
+
+Paper 003, section 4.1.7: SWA (Izmailov et al., 2018) over the last epochs of training gives
+flatter solutions that generalise better; the report averaged the last 3 epochs. The anchor
+is PyTorch's ``torch.optim.swa_utils`` (``AveragedModel`` with equal weights and ``update_bn``).
+
+The average is the plain arithmetic mean of the snapshots ``w_1 ... w_n`` of the trainable
+weights, kept as a running mean ``mean_n = mean_{n-1} + (w_n - mean_{n-1}) / n``. The
+averaged weights were never used in a forward pass, so the BatchNorm moving statistics of
+the last raw weights do not fit them: :func:`recompute_batchnorm_statistics` runs one pass
+over data in training mode (every BN layer normalises with its batch statistics, as
+``update_bn`` does) and sets each trainable BN layer's moving mean and variance to the exact
+pooled mean and variance of its inputs over all those batches.
+
+The running mean and the snapshot count are ``keras.Variable`` s attached to the model (as
+a saveable attribute, not as model weights), so ``model.save_weights`` /
+``BackupAndRestore`` / ``ModelCheckpoint(save_weights_only=True)`` store them and a resumed
+run continues the same average. Models loaded without the callback ignore them.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+from keras import ops
+from keras.src.saving.keras_saveable import KerasSaveable
+
+from keras_seg_extras._common import check_number, fail, register
+
+OWNER = "StochasticWeightAveraging"
+
+
+def _strategy_scope(model):
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        strategy = getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
+        return strategy.scope()
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+class SWAState(KerasSaveable):
+    """Running mean of a model's trainable weights and the snapshot count, in variables.
+
+    Attached to the model as ``model._kse_swa_<name>`` so that Keras's weight saving walks
+    into it (``save_own_variables`` / ``load_own_variables``).
+    """
+
+    def __init__(self, model, name):
+        self.name = f"kse_swa_{name}"
+        with _strategy_scope(model):
+            self.count = keras.Variable(0, dtype="int32", trainable=False,
+                                        name=f"{self.name}_count")
+            self.last_step = keras.Variable(-1, dtype="int64", trainable=False,
+                                            name=f"{self.name}_last_step")
+            self.means = [keras.Variable(ops.zeros(w.shape, "float32"), trainable=False,
+                                         name=f"{self.name}_mean_{i}")
+                          for i, w in enumerate(model.trainable_weights)]
+
+    def _obj_type(self):
+        return "Layer"  # only selects the attribute skip-list used by saving_lib
+
+    def matches(self, model):
+        weights = model.trainable_weights
+        return len(weights) == len(self.means) and all(
+            tuple(w.shape) == tuple(m.shape) for w, m in zip(weights, self.means))
+
+    def save_own_variables(self, store):
+        store["count"] = np.asarray(self.count.numpy())
+        store["last_step"] = np.asarray(self.last_step.numpy())
+        for i, mean in enumerate(self.means):
+            store[f"mean_{i}"] = mean.numpy()
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        if not keys:  # saved before SWA existed: keep the fresh state
+            return
+        if len(keys) != len(self.means) + 2:
+            raise ValueError(f"{OWNER}: the saved state holds {len(keys) - 2} averaged "
+                             f"weights but the model has {len(self.means)}.")
+        self.count.assign(np.asarray(store["count"]))
+        self.last_step.assign(np.asarray(store["last_step"]))
+        for i, mean in enumerate(self.means):
+            mean.assign(np.asarray(store[f"mean_{i}"]))
+
+
+@register
+class StochasticWeightAveraging(keras.callbacks.Callback):
+    """Equal-weight running average of the trainable weights from ``start_epoch`` on.
+
+    From epoch ``start_epoch`` (0-based, as Keras's ``initial_epoch``; with 10 epochs,
+    ``start_epoch=7`` averages the weights after the last 3 epochs, the report's choice) the
+    trainable weights are added to the average at the end of every epoch
+    (``update_every="epoch"``) or every ``n`` applied optimizer updates
+    (``update_every=n``; counted with ``optimizer.iterations``, so gradient accumulation
+    counts updates, not micro-batches)::
+
+        mean_n = mean_{n-1} + (w_n - mean_{n-1}) / n      (= (w_1 + ... + w_n) / n)
+
+    At the end of training the averaged weights are swapped into the model and, when
+    ``bn_data`` is given, the BatchNorm statistics are re-estimated with one pass over it
+    (:func:`recompute_batchnorm_statistics`). ``swap_in_average()`` does the same on demand.
+
+    State (mean, count) lives in variables saved with the model's weights, so a run resumed
+    with ``keras.callbacks.BackupAndRestore`` or from a weights checkpoint continues the
+    same average. Works with ``LossScaleOptimizer`` (weights stay float32 under mixed
+    precision) and ``MirroredStrategy`` (the state is created in the model's strategy).
+    For a model that is not built when ``fit`` starts, list this callback before
+    ``BackupAndRestore`` so its state exists when the backup is restored.
+
+    Args:
+        start_epoch: first epoch (0-based) whose weights enter the average.
+        update_every: ``"epoch"`` or a positive number of applied updates.
+        bn_data: optional batches (``tf.data.Dataset``, NumPy array, or iterable of arrays
+            or ``(x, y)`` tuples) for the BatchNorm re-estimation at the end.
+        keep_raw_weights: if True, the last raw weights are kept in ``self.raw_weights``
+            (NumPy arrays, ``model.trainable_weights`` order) when the average is swapped in;
+            ``restore_raw_weights()`` puts them back.
+        bn_steps: optional number of batches of ``bn_data`` to use (required for an
+            infinite dataset).
+        name: names the state attached to the model; use distinct names for two SWA
+            callbacks on one model (e.g. one per training stage).
+
+    Example:
+        >>> swa = StochasticWeightAveraging(start_epoch=7, bn_data=train_images)
+        >>> model.fit(train, epochs=10, callbacks=[swa])   # model now holds the SWA weights
+    """
+
+    def __init__(self, start_epoch, update_every="epoch", bn_data=None, keep_raw_weights=False,
+                 bn_steps=None, name="swa"):
+        super().__init__()
+        self.start_epoch = check_number(OWNER, "start_epoch", start_epoch, minimum=0,
+                                        integer=True)
+        if update_every != "epoch":
+            update_every = check_number(OWNER, "update_every", update_every, minimum=1,
+                                        integer=True)
+        self.update_every = update_every
+        self.bn_data = bn_data
+        self.bn_steps = None if bn_steps is None else check_number(
+            OWNER, "bn_steps", bn_steps, minimum=1, integer=True)
+        self.keep_raw_weights = bool(keep_raw_weights)
+        if not isinstance(name, str) or not name.isidentifier():
+            fail(OWNER, "name", name, "must be a Python identifier")
+        self.name = name
+        self.raw_weights = None
+        self._epoch = 0
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def _attribute(self):
+        return f"_kse_swa_{self.name}"
+
+    def set_model(self, model):
+        super().set_model(model)
+        if getattr(model, "built", False) and model.trainable_weights:
+            self._state()
+
+    def _state(self):
+        model = self.model
+        state = getattr(model, self._attribute, None)
+        if state is None or not state.matches(model):
+            state = SWAState(model, self.name)
+            setattr(model, self._attribute, state)
+        return state
+
+    @property
+    def count(self):
+        """Number of snapshots in the average."""
+        return int(self._state().count.numpy())
+
+    def averaged_weights(self):
+        """The averaged trainable weights as NumPy arrays (``model.trainable_weights`` order)."""
+        return [m.numpy() for m in self._state().means]
+
+    # ------------------------------------------------------------------ updates
+
+    def _add_snapshot(self):
+        state = self._state()
+        n = float(state.count.numpy())
+        for mean, weight in zip(state.means, self.model.trainable_weights):
+            value = ops.cast(weight.value, "float32")
+            mean.assign(mean.value + (value - mean.value) / (n + 1.0))
+        state.count.assign(state.count.value + 1)
+
+    def on_train_begin(self, logs=None):
+        self._state()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.update_every == "epoch" and epoch >= self.start_epoch:
+            self._add_snapshot()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.update_every == "epoch" or self._epoch < self.start_epoch:
+            return
+        state = self._state()
+        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        if step > 0 and step % self.update_every == 0 and step != int(state.last_step.numpy()):
+            self._add_snapshot()
+            state.last_step.assign(step)
+
+    def on_train_end(self, logs=None):
+        if self.count == 0:
+            warnings.warn(f"{OWNER}: no snapshot was averaged (start_epoch={self.start_epoch} "
+                          "was never reached); the model keeps its raw weights.", stacklevel=2)
+            return
+        self.swap_in_average(self.bn_data, self.bn_steps)
+
+    def swap_in_average(self, bn_data=None, bn_steps=None):
+        """Put the averaged weights into the model; re-estimate BatchNorm if data is given.
+
+        Keeps the raw weights in ``self.raw_weights`` when ``keep_raw_weights`` is set.
+        """
+        state = self._state()
+        if int(state.count.numpy()) == 0:
+            fail(OWNER, "count", 0, "must be positive before the average is swapped in")
+        weights = self.model.trainable_weights
+        if self.keep_raw_weights:
+            self.raw_weights = [w.numpy() for w in weights]
+        for weight, mean in zip(weights, state.means):
+            weight.assign(ops.cast(mean.value, weight.dtype))
+        if bn_data is not None:
+            recompute_batchnorm_statistics(self.model, bn_data, steps=bn_steps)
+
+    def restore_raw_weights(self):
+        """Put back the raw weights kept by ``keep_raw_weights=True``."""
+        if self.raw_weights is None:
+            fail(OWNER, "raw_weights", None,
+                 "are only kept with keep_raw_weights=True after the average was swapped in")
+        for weight, value in zip(self.model.trainable_weights, self.raw_weights):
+            weight.assign(value)
+
+    def get_config(self):
+        return {"start_epoch": self.start_epoch, "update_every": self.update_every,
+                "keep_raw_weights": self.keep_raw_weights, "bn_steps": self.bn_steps,
+                "name": self.name}
+
+
+# ---------------------------------------------------------------------- BatchNorm
+
+
+def _inputs_of(batch):
+    if isinstance(batch, dict):
+        return batch
+    if isinstance(batch, (tuple, list)):
+        return batch[0]
+    return batch
+
+
+def _batches(data, steps):
+    owner = "recompute_batchnorm_statistics"
+    if isinstance(data, np.ndarray):
+        fail(owner, "data", f"array of shape {data.shape}",
+             "must be batched: pass a tf.data.Dataset or a list of batches, not one array")
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if isinstance(data, tf.data.Dataset):
+            if steps is None and data.cardinality() == tf.data.INFINITE_CARDINALITY:
+                fail(owner, "steps", None, "must be given for an infinite dataset")
+            data = data.as_numpy_iterator() if steps is None else data.take(
+                steps).as_numpy_iterator()
+    for i, batch in enumerate(data):
+        if steps is not None and i >= steps:
+            return
+        yield _inputs_of(batch)
+
+
+def recompute_batchnorm_statistics(model, data, steps=None):
+    """Set every trainable BatchNorm layer's moving statistics to exact averages over ``data``.
+
+    One pass over the batches with the model in training mode (each BN layer normalises
+    with its batch statistics, as during training and as in PyTorch's ``update_bn``). For
+    each trainable ``keras.layers.BatchNormalization`` with inputs ``x`` pooled over all
+    batches (all axes but the channel axis, all positions):
+
+        moving_mean = mean(x),   moving_variance = mean((x - mean(x))^2)
+
+    (the biased variance, Keras's convention; batches are combined exactly with Chan's
+    pairwise update in float64, so unequal batch sizes are weighted by their sizes). This
+    is torch's ``update_bn`` with ``momentum=None`` except that torch averages the per-batch
+    variances, which omits the spread between batch means; the pooled variance is the
+    statistic of the data itself. Frozen BN layers (``trainable=False``) normalise with
+    their moving statistics anyway and are left untouched. Dropout is active in the pass
+    (training mode), as in torch.
+
+    Args:
+        model: a built Keras model (nested models are searched).
+        data: a ``tf.data.Dataset`` or an iterable of batches; a batch is an input array or
+            an ``(x, ...)`` tuple / list.
+        steps: optional number of batches to use.
+
+    Returns:
+        A dict ``layer name -> (moving_mean, moving_variance)`` as NumPy arrays.
+
+    Example:
+        >>> recompute_batchnorm_statistics(model, train_dataset.take(50))
+    """
+    owner = "recompute_batchnorm_statistics"
+    if steps is not None:
+        steps = check_number(owner, "steps", steps, minimum=1, integer=True)
+    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+              if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+    if not layers:
+        return {}
+    totals = {id(layer): [0.0, 0.0, 0.0] for layer in layers}  # count, mean, M2
+
+    def hook(layer, original):
+        rank_axis = layer.axis
+
+        def call(inputs, training=None, mask=None):
+            x = ops.cast(inputs, "float32")
+            axis = rank_axis % len(x.shape)
+            axes = [i for i in range(len(x.shape)) if i != axis]
+            n_b = float(np.prod([x.shape[i] for i in axes]))
+            mean_b = np.asarray(ops.convert_to_numpy(ops.mean(x, axis=axes)), "float64")
+            var_b = np.asarray(ops.convert_to_numpy(ops.var(x, axis=axes)), "float64")
+            entry = totals[id(layer)]
+            n_a, mean_a, m2_a = entry
+            n = n_a + n_b
+            delta = mean_b - mean_a
+            entry[0] = n
+            entry[1] = mean_a + delta * (n_b / n)
+            entry[2] = m2_a + var_b * n_b + delta ** 2 * (n_a * n_b / n)
+            return original(inputs, training=training, mask=mask)
+
+        return call
+
+    for layer in layers:
+        layer.__dict__["call"] = hook(layer, layer.call)
+    seen = 0
+    try:
+        for x in _batches(data, steps):
+            model(x, training=True)
+            seen += 1
+    finally:
+        for layer in layers:
+            layer.__dict__.pop("call", None)
+    if seen == 0:
+        fail(owner, "data", data, "must yield at least one batch")
+    result = {}
+    for layer in layers:
+        count, mean, m2 = totals[id(layer)]
+        if count == 0:
+            continue  # the layer is not on the path of these inputs
+        variance = m2 / count
+        layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
+        layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
+        result[layer.name] = (mean.astype("float32"), variance.astype("float32"))
+    return result
