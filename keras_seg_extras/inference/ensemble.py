@@ -48,7 +48,7 @@ class WeightedEnsemble(layers.Layer):
         models: the member models (same number of output channels).
         weights: one non-negative weight per model (normalised to sum 1); default equal.
         resolutions: one entry per model: None (the input as given), a scale (the input is
-            resized to ``round(H * s / 32) * 32``), or a fixed (H, W) such as (768, 768). Each
+            resized to ``floor(H * s / 32 + 1/2) * 32``), or a fixed (H, W) such as (768, 768). Each
             member's output is resized back (bilinear) to the input size. Default all None.
 
     Outputs are averaged in float32. Average probabilities (members with sigmoid/softmax

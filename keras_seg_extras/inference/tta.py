@@ -7,8 +7,10 @@ D4 (flips, rotations by 90 degrees, transposes) and to several scales:
     p(x) = 1 / (|T| |S|) * sum_{s in S} sum_{t in T} R_{s -> 1}( t^{-1}( f( t( R_{1 -> s}(x) ) ) ) )
 
 with f the wrapped model, t a transform of T and t^{-1} its inverse, R the bilinear resizing
-to scale s (rounded to a multiple of 32) and back to the input size.
+to scale s (rounded half up to a multiple of 32) and back to the input size.
 """
+
+import math
 
 import keras
 from keras import layers, ops
@@ -71,10 +73,12 @@ def image_size(x):
 
 
 def scaled_size(size, scale, multiple=32):
-    """``round(size * scale / multiple) * multiple``, at least ``multiple`` (static or dynamic)."""
+    """``floor(size * scale / multiple + 1/2) * multiple`` (halves round up), at least
+    ``multiple``; static (Python int) or dynamic (tensor) sizes."""
     if isinstance(size, int):
-        return max(multiple, int(round(size * scale / multiple)) * multiple)
-    scaled = ops.cast(ops.round(ops.cast(size, "float32") * scale / multiple), "int32") * multiple
+        return max(multiple, math.floor(size * scale / multiple + 0.5) * multiple)
+    scaled = ops.cast(ops.floor(ops.cast(size, "float32") * scale / multiple + 0.5),
+                      "int32") * multiple
     return ops.maximum(scaled, multiple)
 
 
@@ -116,14 +120,16 @@ class TestTimeAugmentation(layers.Layer):
             (identity, horizontal, vertical, both), "d4" (all 8 symmetries of the square),
             "none", or a tuple of names from "identity", "hflip", "vflip", "rot180", "rot90",
             "rot270", "transpose", "antitranspose".
-        scales: image scales; each input is resized to ``round(H * s / 32) * 32`` by
-            ``round(W * s / 32) * 32`` (bilinear), predicted under every transform, and the
+        scales: image scales; each input is resized to ``floor(H * s / 32 + 1/2) * 32`` by
+            ``floor(W * s / 32 + 1/2) * 32`` (bilinear), predicted under every transform, and the
             prediction resized back. Default (1.0,).
 
     Example:
         >>> tta = TestTimeAugmentation(model, transforms="hflip")
         >>> probabilities = tta(images)  # mean of model(x) and flip(model(flip(x)))
     """
+
+    __test__ = False  # not a pytest test class despite its name
 
     def __init__(self, model, transforms="hflip", scales=(1.0,), **kwargs):
         super().__init__(**kwargs)
