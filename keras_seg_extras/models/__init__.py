@@ -1,3 +1,5 @@
 """Segmentation models."""
 
 from keras_seg_extras.models.small_unet import small_unet  # noqa: F401
+from keras_seg_extras.models.encoders import ENCODERS, build_encoder, encoder_names  # noqa: F401
+from keras_seg_extras.models.unet_plus_plus import InputSizeCheck, UNetPlusPlus  # noqa: F401

@@ -1,0 +1,121 @@
+"""Pretrained encoders from ``keras.applications`` and the layers that feed a U-Net decoder.
+
+The one table of the package: for each encoder name, the ``keras.applications`` constructor
+and the names of the layers whose outputs are the skip features at strides 2, 4, 8, 16 and 32.
+The names were read off the built models (keras 3.15) and are verified by
+``tests/models/test_encoders.py``, which builds each family and checks every skip's stride.
+
+For EfficientNet (paper 003, section 3.3: EfficientNet-B4 encoder) the skips are the expand
+activations of the first block of each stage that halves the resolution (block2a, block3a,
+block4a, block6a) and the final ``top_activation``: the widest activation at each stride.
+For ResNet50 they are the stem ReLU and the last block output of stages 2 to 5.
+
+Input convention: every encoder built here takes RGB images with values in [0, 255]
+(float). EfficientNet normalises inside the model (keras' own Rescaling + Normalization
+layers); ResNet50 gets a :class:`CaffePreprocessing` layer (RGB -> BGR, ImageNet mean
+subtracted) so that both families share one convention.
+"""
+
+import os
+
+import keras
+from keras import layers, ops
+
+from keras_seg_extras._common import check_choice, fail, register
+
+_EFFICIENTNET_SKIPS = ("block2a_expand_activation", "block3a_expand_activation",
+                       "block4a_expand_activation", "block6a_expand_activation",
+                       "top_activation")
+
+#: encoder name -> (keras.applications constructor name, skip layer names at strides 2..32,
+#: preprocessing needed before the encoder: None or "caffe").
+ENCODERS = {
+    **{f"efficientnet_b{i}": (f"EfficientNetB{i}", _EFFICIENTNET_SKIPS, None) for i in range(8)},
+    "resnet50": ("ResNet50", ("conv1_relu", "conv2_block3_out", "conv3_block4_out",
+                              "conv4_block6_out", "conv5_block3_out"), "caffe"),
+}
+
+#: The strides of the five skips, shallow to deep.
+SKIP_STRIDES = (2, 4, 8, 16, 32)
+
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@register
+class CaffePreprocessing(layers.Layer):
+    """ImageNet "caffe" preprocessing inside the model: RGB [0, 255] -> BGR minus the mean.
+
+    The same arithmetic as ``keras.applications.resnet.preprocess_input``, as a layer so that
+    it is saved and exported with the model.
+    """
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        bgr = ops.flip(x, axis=-1)
+        return bgr - ops.convert_to_tensor(_CAFFE_MEAN_BGR, dtype=self.compute_dtype)
+
+
+def encoder_names():
+    """The encoder names accepted by :func:`build_encoder` and ``UNetPlusPlus``."""
+    return tuple(ENCODERS)
+
+
+def _resolve_weights(owner, encoder_weights):
+    if encoder_weights is None or encoder_weights == "imagenet":
+        return encoder_weights
+    if not isinstance(encoder_weights, (str, os.PathLike)):
+        fail(owner, "encoder_weights", encoder_weights,
+             "must be None, 'imagenet' or the path of a local weights file")
+    path = os.fspath(encoder_weights)
+    if not os.path.isfile(path):
+        fail(owner, "encoder_weights", encoder_weights,
+             "names no existing file (give None, 'imagenet' or a local weights file)")
+    return path
+
+
+def build_encoder(name, inputs, encoder_weights=None, owner="build_encoder"):
+    """Build the encoder ``name`` on the tensor ``inputs`` and return its five skip tensors.
+
+    The encoder's layers become part of the caller's functional graph (no nested model), so a
+    model built on them lists the encoder's layers by their keras.applications names (useful
+    for freezing: ``layer.trainable = False`` for every layer up to ``top_activation``).
+
+    Args:
+        name: one of :func:`encoder_names` (``"efficientnet_b0"`` ... ``"efficientnet_b7"``,
+            ``"resnet50"``).
+        inputs: a symbolic ``keras.Input``-derived tensor (B, H, W, 3), RGB in [0, 255].
+        encoder_weights: None (random initialisation), a local weights file (the
+            ``*_notop.h5`` / ``.weights.h5`` file of the keras.applications model), or
+            ``"imagenet"`` (keras' own download into ``~/.keras/models``; fails offline with a
+            message explaining how to pass a local file).
+        owner: the object named in error messages.
+
+    Returns:
+        A list of five tensors at strides 2, 4, 8, 16 and 32.
+
+    Example:
+        >>> inputs = keras.Input((64, 64, 3))
+        >>> skips = build_encoder("efficientnet_b0", inputs)
+        >>> [tuple(s.shape[1:3]) for s in skips]
+        [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)]
+    """
+    check_choice(owner, "encoder", name, tuple(ENCODERS))
+    weights = _resolve_weights(owner, encoder_weights)
+    constructor_name, skip_names, preprocessing = ENCODERS[name]
+    constructor = getattr(keras.applications, constructor_name)
+    x = inputs
+    if preprocessing == "caffe":
+        x = CaffePreprocessing(name="caffe_preprocessing")(x)
+    try:
+        base = constructor(include_top=False, weights=weights, input_tensor=x)
+    except Exception as error:  # the download of "imagenet" weights failed (offline, proxy)
+        if weights != "imagenet":
+            raise
+        raise ValueError(
+            f"{owner}: `encoder_weights`='imagenet' needs keras to download the "
+            f"{constructor_name} no-top weights, which failed ({type(error).__name__}: {error}). "
+            f"Offline, download the file on a connected machine (it is what "
+            f"keras.applications.{constructor_name}(include_top=False, weights='imagenet') "
+            f"fetches into ~/.keras/models/) and pass its local path: "
+            f"encoder_weights='/path/to/{constructor_name.lower()}_notop.h5'.") from error
+    return [base.get_layer(skip).output for skip in skip_names]
