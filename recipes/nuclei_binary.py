@@ -2,7 +2,7 @@
 
 The first main job of keras-seg-extras, a few minutes on 2 CPU cores::
 
-    python recipes/nuclei_binary.py --epochs 15 --output-dir runs/nuclei_binary
+    python recipes/nuclei_binary.py --epochs 10 --output-dir runs/nuclei_binary
 
 What it does:
 
@@ -78,7 +78,7 @@ def overlap_scores(y_true, y_pred):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Train a small U-Net on the nuclei sample.")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--output-dir", default=os.path.join("runs", "nuclei_binary"))
     parser.add_argument("--tile-size", type=int, default=128, help="64, 128 or 256")
     parser.add_argument("--batch-size", type=int, default=8)
