@@ -50,8 +50,10 @@ class DropWorst(keras.losses.Loss):
     Under ``tf.distribute.MirroredStrategy`` (and any data-parallel strategy) each replica
     calls the loss on its own share of the global batch, so the k largest are dropped **per
     replica**: with R replicas, R·k samples leave each global step, and the k-limit applies
-    to the per-replica batch (global batch / R). Keras then averages the replicas' means,
-    which equals the mean over all kept samples when the replicas' batches are equal.
+    to the per-replica batch (global batch / R). Keras's reduction divides each replica's
+    value by R and the replicas' values are summed, so the step's loss is the mean of the
+    replicas' kept-sample means (the mean over all kept samples when the replicas hold equal
+    batches), not the mean after dropping the k largest of the global batch.
 
     Args:
         loss: the loss to wrap: a ``keras.losses.Loss`` instance (its reduction is not
