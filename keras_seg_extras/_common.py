@@ -199,3 +199,32 @@ def num_channels(owner, y_pred):
         fail(owner, "y_pred", f"tensor of shape {tuple(y_pred.shape)}",
              "must have a known number of channels (last axis)")
     return int(channels)
+
+
+def check_binary_values(owner, targets, ignore_index=None):
+    """Sigmoid-mode targets must lie in [0, 1] (hard or soft) or equal ``ignore_index``.
+
+    Same behaviour as :func:`check_label_values`: a ``ValueError`` naming the values on
+    concrete inputs, a runtime assertion with the same message inside a TensorFlow graph.
+    """
+    message = (f"{owner}: binary/multi-label targets must lie in [0, 1]"
+               + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}"))
+    values = concrete_numpy(targets)
+    if values is not None:
+        bad = (values < 0) | (values > 1) | np.isnan(values)
+        if ignore_index is not None:
+            bad &= values != ignore_index
+        if np.any(bad):
+            raise ValueError(f"{message}; received target values {np.unique(values[bad])[:10].tolist()}.")
+        return targets
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        targets = tf.cast(targets, "float32")
+        bad = tf.logical_not(tf.logical_and(targets >= 0, targets <= 1))
+        if ignore_index is not None:
+            bad = tf.logical_and(bad, tf.not_equal(targets, float(ignore_index)))
+        check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message])
+        with tf.control_dependencies([check]):
+            return tf.identity(targets)
+    return targets

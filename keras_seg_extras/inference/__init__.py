@@ -1,6 +1,13 @@
 """keras_seg_extras.inference"""
 
-from keras_seg_extras.inference import video  # noqa: F401
+from keras_seg_extras.inference import boxes, redundancy, tracking, video  # noqa: F401
+from keras_seg_extras.inference.boxes import (box_iou, fuse_boxes, mask_iou,  # noqa: F401
+                                              mask_scored_scores)
+from keras_seg_extras.inference.redundancy import (keep_uniform_frames,  # noqa: F401
+                                                   object_mean_ious, redundancy_histogram,
+                                                   uniform_frame_indices)
+from keras_seg_extras.inference.tracking import (associate, bidirectional_tracks,  # noqa: F401
+                                                 merge_tracklets, vote_label)
 from keras_seg_extras.inference.video import (  # noqa: F401
     average_precision_at_k,
     clip_score,

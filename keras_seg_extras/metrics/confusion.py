@@ -1,0 +1,161 @@
+"""Streaming confusion matrix and the per-class IoU derived from it.
+
+The fairness metrics (``metrics/fairness.py``) are built on :class:`ConfusionMatrixIoU`: its
+state variable ``total_confusion_matrix`` and its ``confusion_matrix()`` method are part of
+the public API.
+"""
+
+import keras
+from keras import ops
+
+from keras_seg_extras._common import (
+    as_float32,
+    check_number,
+    check_optional_int,
+    fail,
+    num_channels,
+    register,
+    segmentation_targets,
+    static_rank,
+)
+
+
+@register
+class ConfusionMatrixIoU(keras.metrics.Metric):
+    """Mean intersection over union from a streaming confusion matrix.
+
+    The matrix ``M`` (``num_classes`` x ``num_classes``) counts pixels: **rows are the true
+    class, columns the predicted class**, so ``M[i, j]`` is the number of pixels of class ``i``
+    predicted as ``j``. It accumulates over every ``update_state`` call until ``reset_state``.
+    From it, for each class ``c``::
+
+        IoU_c = M[c, c] / (sum_j M[c, j] + sum_i M[i, c] - M[c, c])   # TP / (TP + FP + FN)
+
+    ``result()`` is the mean of ``IoU_c`` over the classes that **occur**, i.e. whose
+    denominator is non-zero (the class appeared in the truth or in the prediction); 0 before
+    any pixel was counted. ``class_iou()`` returns all ``IoU_c`` with NaN for classes never
+    seen. This is the usual semantic-segmentation mIoU (Cityscapes, Pascal VOC).
+
+    Inputs:
+
+    - ``y_true``: integer class maps (B, H, W) or (B, H, W, 1) with values in
+      [0, num_classes) or ``ignore_index``; or one-hot maps (B, H, W, num_classes) (a pixel
+      whose one-hot row is all zero is ignored).
+    - ``y_pred``: scores (B, H, W, num_classes), logits or probabilities: the predicted class is
+      the argmax, identical for both. For a binary model (``num_classes=2``) ``y_pred`` may
+      also have one channel: the predicted class is 1 where the score exceeds 0 (logits,
+      ``from_logits=True``) or 0.5 (probabilities).
+    - ``sample_weight`` (optional): (B,) per-image or (B, H, W) per-pixel weights; the
+      matrix then holds weighted counts.
+
+    Counts are kept in float64 (exact integers up to 2**53 pixels per cell) where the backend
+    allows it (JAX without x64 falls back to float32).
+
+    Args:
+        num_classes: number of classes C (>= 2).
+        ignore_index: integer label value whose pixels are not counted (e.g. 255), or None.
+        from_logits: whether single-channel binary scores are logits (threshold 0) or
+            probabilities (threshold 0.5). Has no effect on multi-channel scores.
+        name: metric name.
+        dtype: dtype of ``result()``.
+
+    Example:
+        >>> metric = ConfusionMatrixIoU(num_classes=3, ignore_index=255)
+        >>> metric.update_state(labels, logits)   # (B, H, W) ints, (B, H, W, 3) logits
+        >>> float(metric.result()), metric.class_iou(), metric.confusion_matrix()
+    """
+
+    def __init__(self, num_classes, ignore_index=None, from_logits=True,
+                 name="confusion_matrix_iou", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        owner = type(self).__name__
+        self.num_classes = check_number(owner, "num_classes", num_classes, minimum=2,
+                                        integer=True)
+        self.ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
+        if not isinstance(from_logits, bool):
+            fail(owner, "from_logits", from_logits, "must be True or False")
+        self.from_logits = from_logits
+        self.total_confusion_matrix = self.add_variable(
+            shape=(self.num_classes, self.num_classes),
+            initializer="zeros",
+            dtype="float64",
+            name="total_confusion_matrix",
+        )
+
+    def _predicted_classes(self, y_pred):
+        owner = type(self).__name__
+        static_rank(owner, "y_pred", y_pred, (4,))
+        channels = num_channels(owner, y_pred)
+        if channels == 1 and self.num_classes == 2:
+            threshold = 0.0 if self.from_logits else 0.5
+            return ops.cast(as_float32(y_pred)[..., 0] > threshold, "int32")
+        if channels != self.num_classes:
+            fail(owner, "y_pred", f"tensor of shape {tuple(y_pred.shape)}",
+                 f"must have num_classes={self.num_classes} channels"
+                 + (" (or 1 for a binary model)" if self.num_classes == 2 else ""))
+        return ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        """Add the pixels of one batch to the matrix."""
+        owner = type(self).__name__
+        y_pred = ops.convert_to_tensor(y_pred)
+        predicted = self._predicted_classes(y_pred)
+        targets, valid = segmentation_targets(owner, y_true, self.num_classes,
+                                              self.ignore_index)
+        truth = ops.cast(ops.argmax(targets, axis=-1), "int32")
+        weights = valid[..., 0]
+        known = [d for d in (truth.shape[1:], predicted.shape[1:]) if None not in d]
+        if len(known) == 2 and tuple(known[0]) != tuple(known[1]):
+            fail(owner, "y_true", f"labels of spatial shape {tuple(truth.shape[1:])}",
+                 f"must match the spatial shape of y_pred {tuple(y_pred.shape)}")
+        if sample_weight is not None:
+            sample_weight = as_float32(sample_weight)
+            if len(sample_weight.shape) == 1:
+                sample_weight = ops.reshape(sample_weight, (-1, 1, 1))
+            elif len(sample_weight.shape) == 4:
+                sample_weight = sample_weight[..., 0]
+            weights = weights * sample_weight
+        c = self.num_classes
+        index = ops.reshape(truth * c + predicted, (-1,))
+        weights = ops.reshape(weights, (-1,))
+        if sample_weight is None:
+            # Integer counts are exact: ignored pixels go to an extra bin that is dropped.
+            index = ops.where(weights > 0, index, ops.full_like(index, c * c))
+            counts = ops.bincount(index, minlength=c * c + 1)[: c * c]
+        else:
+            counts = ops.bincount(index, weights=weights, minlength=c * c)[: c * c]
+        counts = ops.reshape(ops.cast(counts, "float64"), (c, c))
+        self.total_confusion_matrix.assign_add(counts)
+
+    def confusion_matrix(self):
+        """The accumulated (num_classes, num_classes) matrix, rows truth, columns prediction."""
+        return ops.copy(self.total_confusion_matrix)
+
+    def _iou_parts(self):
+        matrix = self.confusion_matrix()
+        true_positive = ops.diagonal(matrix)
+        union = ops.sum(matrix, axis=0) + ops.sum(matrix, axis=1) - true_positive
+        return true_positive, union
+
+    def class_iou(self):
+        """Per-class IoU (num_classes,), float64; NaN for classes never seen in truth or prediction."""
+        true_positive, union = self._iou_parts()
+        seen = union > 0
+        safe = ops.where(seen, union, ops.ones_like(union))
+        nan = ops.full_like(union, float("nan"))
+        return ops.where(seen, true_positive / safe, nan)
+
+    def result(self):
+        true_positive, union = self._iou_parts()
+        seen = union > 0
+        iou = true_positive / ops.where(seen, union, ops.ones_like(union))
+        iou = ops.where(seen, iou, ops.zeros_like(iou))
+        count = ops.sum(ops.cast(seen, "float64"))
+        mean = ops.sum(iou) / ops.maximum(count, 1.0)
+        return ops.cast(mean, self.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_classes=self.num_classes, ignore_index=self.ignore_index,
+                      from_logits=self.from_logits)
+        return config
