@@ -26,9 +26,9 @@ from keras import ops
 
 from keras_seg_extras._common import (
     as_float32,
+    check_binary_values,
     check_number,
     check_vector,
-    concrete_numpy,
     fail,
     register,
 )
@@ -41,7 +41,10 @@ _TINY = 1e-30
 
 
 def _check_targets(owner, y_true, y_pred):
-    """Shapes must agree (rank >= 2, classes last); concrete targets must lie in [0, 1]."""
+    """Shapes must agree (rank >= 2, classes last); targets must lie in [0, 1].
+
+    Returns ``y_true`` (inside a TensorFlow graph, with the runtime range assertion attached).
+    """
     if len(y_pred.shape) < 2:
         fail(owner, "y_pred", f"tensor of shape {tuple(y_pred.shape)}",
              "must have rank >= 2 (batch, ..., classes)")
@@ -50,12 +53,7 @@ def _check_targets(owner, y_true, y_pred):
     ):
         fail(owner, "y_true", f"tensor of shape {tuple(y_true.shape)}",
              f"must have the shape of y_pred {tuple(y_pred.shape)}")
-    values = concrete_numpy(y_true)
-    if values is not None and values.size and (
-        not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1
-    ):
-        bad = values[~((values >= 0) & (values <= 1))]
-        fail(owner, "y_true", f"values such as {bad[:5].tolist()}", "must lie in [0, 1]")
+    return check_binary_values(owner, y_true)
 
 
 def _class_weight_vector(owner, class_weights, num_classes):
@@ -126,8 +124,7 @@ def _sum_classes(owner, terms, class_weights):
 def _prepare(owner, y_true, y_pred):
     y_true = ops.convert_to_tensor(y_true)
     y_pred = ops.convert_to_tensor(y_pred)
-    _check_targets(owner, y_true, y_pred)
-    return y_true, y_pred
+    return _check_targets(owner, y_true, y_pred), y_pred
 
 
 def _check_gamma(owner, gamma):
@@ -168,7 +165,11 @@ def soft_focal_loss(y_true, y_pred, gamma=2.0, from_logits=False, class_weights=
         >>> float(soft_focal_loss(y, np.array([[2.0, -1.0, -3.0]]), from_logits=True)[0]) > 0
         True
     """
-    owner = "soft_focal_loss"
+    return _soft_focal("soft_focal_loss", y_true, y_pred, gamma, from_logits, class_weights)
+
+
+def _soft_focal(owner, y_true, y_pred, gamma, from_logits, class_weights):
+    """``soft_focal_loss`` with errors (eager and in-graph) naming ``owner``."""
     gamma = _check_gamma(owner, gamma)
     y_true, y_pred = _prepare(owner, y_true, y_pred)
     log_p_hat, one_minus = soft_focal_terms(y_true, y_pred, from_logits)
@@ -217,24 +218,8 @@ class SoftFocalLoss(_FocalBase):
         super().__init__(gamma, from_logits, class_weights, reduction, name, dtype)
 
     def call(self, y_true, y_pred):
-        return _named(soft_focal_loss, type(self).__name__)(
-            y_true, y_pred, gamma=self.gamma, from_logits=self.from_logits,
-            class_weights=self.class_weights)
-
-
-def _named(function, owner):
-    """Call ``function`` so that its argument errors name the class the user built."""
-
-    def wrapped(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except ValueError as error:
-            message = str(error)
-            if message.startswith(function.__name__ + ":"):
-                message = owner + message[len(function.__name__):]
-            raise ValueError(message) from None
-
-    return wrapped
+        return _soft_focal(type(self).__name__, y_true, y_pred, self.gamma, self.from_logits,
+                           self.class_weights)
 
 
 # ----------------------------------------------------------------------------- class-balanced
@@ -291,8 +276,7 @@ def class_balanced_focal_loss(y_true, y_pred, class_counts, beta=0.999, gamma=2.
         extra = check_vector(owner, "class_weights", class_weights, length=weights.shape[0],
                              non_negative=True)
         weights = weights * extra
-    return _named(soft_focal_loss, owner)(y_true, y_pred, gamma=gamma, from_logits=from_logits,
-                                          class_weights=weights.tolist())
+    return _soft_focal(owner, y_true, y_pred, gamma, from_logits, weights.tolist())
 
 
 @register
@@ -346,9 +330,8 @@ class ClassBalancedFocalLoss(_FocalBase):
         if classes is not None and classes != len(self.class_counts):
             fail(type(self).__name__, "class_counts", f"{len(self.class_counts)} counts",
                  f"must have one entry per class ({classes}, the last axis of y_pred)")
-        return _named(soft_focal_loss, type(self).__name__)(
-            y_true, y_pred, gamma=self.gamma, from_logits=self.from_logits,
-            class_weights=self._combined_weights)
+        return _soft_focal(type(self).__name__, y_true, y_pred, self.gamma, self.from_logits,
+                           self._combined_weights)
 
     def get_config(self):
         config = super().get_config()
@@ -382,7 +365,12 @@ def reduced_focal_loss(y_true, y_pred, threshold=0.5, gamma=2.0, from_logits=Fal
     Returns:
         float32 tensor (B, ...).
     """
-    owner = "reduced_focal_loss"
+    return _reduced_focal("reduced_focal_loss", y_true, y_pred, threshold, gamma, from_logits,
+                          class_weights)
+
+
+def _reduced_focal(owner, y_true, y_pred, threshold, gamma, from_logits, class_weights):
+    """``reduced_focal_loss`` with errors (eager and in-graph) naming ``owner``."""
     gamma = _check_gamma(owner, gamma)
     threshold = check_number(owner, "threshold", threshold, minimum=0.0, maximum=1.0,
                              min_inclusive=False, max_inclusive=False)
@@ -437,9 +425,8 @@ class ReducedFocalLoss(_FocalBase):
                                       max_inclusive=False)
 
     def call(self, y_true, y_pred):
-        return _named(reduced_focal_loss, type(self).__name__)(
-            y_true, y_pred, threshold=self.threshold, gamma=self.gamma,
-            from_logits=self.from_logits, class_weights=self.class_weights)
+        return _reduced_focal(type(self).__name__, y_true, y_pred, self.threshold, self.gamma,
+                              self.from_logits, self.class_weights)
 
     def get_config(self):
         config = super().get_config()

@@ -323,8 +323,11 @@ def test_construction_errors(build, argument, value):
 
 def test_call_errors_name_the_loss_and_the_problem():
     y = np.zeros((2, 3), "float32")
-    with pytest.raises(ValueError, match=r"SoftFocalLoss: `y_true`.*\[0, 1\]"):
+    with pytest.raises(ValueError, match=r"SoftFocalLoss: .*targets must lie in \[0, 1\].*1.5"):
         SoftFocalLoss()(y + 1.5, y)
+    graph = tf.function(SoftFocalLoss(), input_signature=[tf.TensorSpec((None, 3))] * 2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="SoftFocalLoss"):
+        graph(y - 0.5, y)
     with pytest.raises(ValueError, match=r"ReducedFocalLoss: `y_true`.*shape"):
         ReducedFocalLoss()(np.zeros((2, 4), "float32"), y)
     with pytest.raises(ValueError, match=r"SoftFocalLoss: `class_weights`.*3"):
