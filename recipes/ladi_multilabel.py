@@ -210,6 +210,35 @@ def none_class_weights(names, none_classes, multiplier):
 # ----------------------------------------------------------------------------- training
 
 
+def validation_ranking_callback(x_val, y_val, num_classes, batch_size, label=""):
+    """A callback adding ``val_lrap`` and ``val_map`` to the logs at the end of each epoch.
+
+    It also prints them, prefixed with ``[label]``.
+
+    Validation-only on purpose: ``fit`` computes every compiled metric's ``result()`` after
+    each training batch, and mean average precision sorts its whole buffer there; computing it
+    once per epoch on the validation predictions costs one sort per epoch.
+    """
+    import keras
+
+    import keras_seg_extras as kse
+
+    class _ValidationRanking(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            scores = self.model.predict(x_val, batch_size=batch_size, verbose=0)
+            lrap = kse.metrics.LabelRankingAveragePrecision()
+            mean_ap = kse.metrics.MeanAveragePrecision(num_classes, capacity=len(x_val))
+            for metric in (lrap, mean_ap):
+                metric.update_state(y_val, scores)
+            values = float(lrap.result()), float(mean_ap.result())
+            if logs is not None:
+                logs["val_lrap"], logs["val_map"] = values
+            print(f"[{label}] epoch {epoch + 1}: val LRAP {values[0]:.4f}  "
+                  f"val mAP {values[1]:.4f}", flush=True)
+
+    return _ValidationRanking()
+
+
 def train_one(loss_name, train, val, names, args):
     import keras
 
@@ -220,24 +249,20 @@ def train_one(loss_name, train, val, names, args):
     weights = none_class_weights(names, args.none_classes, args.none_multiplier)
     model = build_classifier(len(names), x_train.shape[1], x_train.shape[-1], args.backbone,
                              args.weights, args.bn_momentum)
-    capacity = max(len(x_train), len(x_val))
     model.compile(
         optimizer=keras.optimizers.Adam(args.learning_rate),
         loss=make_loss(loss_name, y_train, args, weights),
-        metrics=[kse.metrics.LabelRankingAveragePrecision(name="lrap"),
-                 kse.metrics.MeanAveragePrecision(len(names), capacity=capacity, name="map")],
+        metrics=[kse.metrics.LabelRankingAveragePrecision(name="lrap")],
     )
     folder = os.path.join(args.output_dir, loss_name)
     os.makedirs(folder, exist_ok=True)
     checkpoints = keras.callbacks.ModelCheckpoint(
         os.path.join(folder, "epoch_{epoch:03d}.keras"), save_freq="epoch")
-    history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=args.epochs,
-                        batch_size=args.batch_size, shuffle=True, callbacks=[checkpoints],
+    validation = validation_ranking_callback(x_val, y_val, len(names), args.batch_size,
+                                             label=loss_name)
+    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                        shuffle=True, callbacks=[validation, checkpoints],
                         verbose=2 if args.verbose else 0)
-    for epoch, (lrap, mean_ap) in enumerate(zip(history.history["val_lrap"],
-                                                history.history["val_map"]), start=1):
-        print(f"[{loss_name}] epoch {epoch}: val LRAP {lrap:.4f}  val mAP {mean_ap:.4f}",
-              flush=True)
     return {"lrap": float(history.history["val_lrap"][-1]),
             "map": float(history.history["val_map"][-1]),
             "checkpoints": sorted(os.listdir(folder))}

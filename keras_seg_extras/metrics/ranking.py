@@ -185,6 +185,9 @@ class MeanAveragePrecision(keras.metrics.Metric):
     at least the number of samples evaluated between resets (one epoch of validation data).
     Overflow is never silent: an eager update that would overflow raises ``ValueError``;
     inside a compiled graph the extra rows are not stored and ``result()`` returns NaN.
+    Keras's ``fit`` calls ``result()`` after every training batch: with a large capacity,
+    prefer evaluating it on validation predictions once per epoch (as
+    ``recipes/ladi_multilabel.py`` does) to compiling it as a training metric.
     Scores must be finite (empty rows are padded with -inf).
 
     Args:
