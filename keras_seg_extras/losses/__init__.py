@@ -14,3 +14,13 @@ from keras_seg_extras.losses.overlap import (  # noqa: F401
     symmetric_lovasz,
 )
 from keras_seg_extras.losses.combine import BCEDiceLoss, CombinedLoss, bce_dice_loss  # noqa: F401
+from keras_seg_extras.losses.focal import (  # noqa: F401
+    ClassBalancedFocalLoss,
+    ReducedFocalLoss,
+    SoftFocalLoss,
+    class_balanced_focal_loss,
+    class_balanced_weights,
+    reduced_focal_loss,
+    soft_focal_loss,
+)
+from keras_seg_extras.losses.wrappers import DropWorst  # noqa: F401

@@ -1,0 +1,87 @@
+"""recipes/ladi_multilabel.py: soft region labels, a tiny CSV run and a tiny brain run."""
+
+import importlib.util
+import os
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(HERE, "..", "..", "recipes", "ladi_multilabel.py")
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    spec = importlib.util.spec_from_file_location("ladi_multilabel", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_region_soft_labels_against_reference(recipe, rng):
+    maps = rng.integers(0, 5, (6, 7, 7))
+    maps[:, :, :] = np.where(maps == 3, 0, maps)  # region 3 never shows
+    got = recipe.region_soft_labels(maps[..., None], num_regions=4)
+    expected = np.zeros((6, 4))
+    for r in range(1, 5):
+        areas = np.array([(m == r).sum() for m in maps], dtype="float64")
+        if areas.max() > 0:
+            expected[:, r - 1] = areas / areas.max()
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert np.all(got[:, 2] == 0)
+    with pytest.raises(ValueError, match=r"region_soft_labels: `region_maps`.*\[0, 4\]"):
+        recipe.region_soft_labels(maps + 1, num_regions=4)
+
+
+def test_tiny_csv_run(recipe, tmp_path, rng, capsys):
+    names = ["flood", "smoke", "none"]
+    rows = []
+    for i in range(10):
+        image = rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)
+        cv2.imwrite(str(tmp_path / f"img{i}.png"), image)
+        for _ in range(3):
+            rows.append(f"img{i}.png,{names[rng.integers(0, 3)]}")
+    (tmp_path / "votes.csv").write_text("image,label\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    results = recipe.main([
+        "--csv", str(tmp_path / "votes.csv"), "--backbone", "small", "--image-size", "32",
+        "--epochs", "2", "--batch-size", "4", "--losses", "reduced", "--drop-worst", "1",
+        "--none-classes", "none", "--none-multiplier", "0.1", "--output-dir", str(out)])
+    printed = capsys.readouterr().out
+    assert "8 training and 2 validation images, 3 classes" in printed
+    assert "[reduced] epoch 2: val LRAP" in printed
+    assert "loss            val LRAP   val mAP" in printed
+    assert 0.0 <= results["reduced"]["lrap"] <= 1.0 and np.isfinite(results["reduced"]["map"])
+    assert results["reduced"]["checkpoints"] == ["epoch_001.keras", "epoch_002.keras"]
+    snapshot = keras.saving.load_model(out / "reduced" / "epoch_002.keras")
+    # Classes sorted by name: flood, none, smoke; DropWorst(ReducedFocalLoss) with x0.1 on none.
+    assert snapshot.loss.loss.class_weights == [1.0, 0.1, 1.0]
+
+
+def test_tiny_brain_run(recipe, tmp_path, capsys):
+    (x_train, y_train), (x_val, y_val), names = recipe.load_brain(32)
+    assert len(names) == 116 and y_train.shape == (len(x_train), 116)
+    both = np.concatenate([y_train, y_val])
+    assert both.min() == 0.0 and both.max() == 1.0
+    present = both.max(axis=0) > 0
+    np.testing.assert_allclose(both.max(axis=0)[present], 1.0)
+    results = recipe.main(["--image-size", "32", "--epochs", "1", "--losses", "class-balanced",
+                           "--batch-size", "64", "--output-dir", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert "backbone small" in printed and "class-balanced" in printed
+    assert 0.0 <= results["class-balanced"]["lrap"] <= 1.0
+
+
+def test_efficientnet_classifier_reads_local_weights_only(recipe, tmp_path):
+    model = recipe.build_classifier(5, 32, 1, "efficientnetb0")
+    assert model.output_shape == (None, 5)
+    encoder = model.get_layer("efficientnetb0")
+    path = str(tmp_path / "encoder.weights.h5")
+    encoder.save_weights(path)
+    again = recipe.build_classifier(5, 32, 1, "efficientnetb0", weights=path)
+    for a, b in zip(encoder.weights, again.get_layer("efficientnetb0").weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(ValueError, match=r"`--weights` must be an existing local file"):
+        recipe.build_classifier(5, 32, 1, "efficientnetb0", weights="imagenet")
