@@ -1,3 +1,11 @@
 """keras_seg_extras.metrics"""
 
 from keras_seg_extras.metrics.confusion import ConfusionMatrixIoU  # noqa: F401
+from keras_seg_extras.metrics.fairness import (  # noqa: E402,F401
+    FairnessIoU,
+    class_iou_from_confusion,
+    fairness_from_class_iou,
+    fairness_metrics,
+    fairness_report,
+    format_fairness_table,
+)
