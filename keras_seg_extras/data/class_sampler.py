@@ -289,9 +289,6 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
 
     def load_with_class(index, c):
         image, label = load(index)
-        return image, label, c
-
-    def pack(image, label, c):
         return {image_key: image, CLASS_KEY: c}, label
 
     dataset = (tf.data.Dataset.from_tensors(0).repeat()
@@ -299,7 +296,6 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
                .unbatch()
                .map(load_with_class, num_parallel_calls=num_parallel_calls, deterministic=True)
                .batch(batch_size, drop_remainder=True)
-               .map(pack)
                .prefetch(prefetch))
     dataset.sampling_weights = weights
     dataset.class_presence = presence
