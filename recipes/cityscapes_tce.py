@@ -18,8 +18,8 @@ Runs (``--runs``, comma separated, the first is the reference order for the sort
 
 Data:
 
-- ``--data-root DIR``: the Cityscapes layout, ``DIR/leftImg8bit/{train,val}/<city>/*_leftImg8bit.png``
-  and ``DIR/gtFine/{train,val}/<city>/*_gtFine_labelTrainIds.png`` (19 classes, 255 ignored;
+- ``--data-root DIR``: the Cityscapes layout,
+  ``DIR/leftImg8bit/{train,val}/<city>/*_leftImg8bit.png`` and ``DIR/gtFine/{train,val}/<city>/*_gtFine_labelTrainIds.png`` (19 classes, 255 ignored;
   make the trainIds with cityscapesScripts' ``createTrainIdLabelImgs``). Images are resized
   to ``--image-size`` HxW (labels by nearest neighbour) for training and evaluation.
 - no ``--data-root``: the shipped brain MRI sample (``kse.datasets.brain``) with its 116
@@ -129,23 +129,24 @@ def load_data(args):
     return xt, yt, xv, yv, args.num_classes, names, None, 1
 
 
-def make_augment(size, train, seed):
+def make_augment(size, train):
     height, width = size
 
     def augment(image, label):
         image = tf.image.resize(image, size, method="bilinear")
         label = tf.image.resize(label, size, method="nearest")
         if train:
-            flip = tf.random.uniform([], seed=None) < 0.5
+            flip = tf.random.uniform([]) < 0.5
             image = tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image)
             label = tf.cond(flip, lambda: tf.image.flip_left_right(label), lambda: label)
-        return tf.ensure_shape(image, (height, width, None)), tf.ensure_shape(label, (height, width, 1))
+        image = tf.ensure_shape(image, (height, width, None))
+        return image, tf.ensure_shape(label, (height, width, 1))
 
     return augment
 
 
 def plain_dataset(images, labels, args, one_hot_classes=None, train=True):
-    load = kse.data.indexed_loader(images, labels, augment=make_augment(args.size, train, args.seed))
+    load = kse.data.indexed_loader(images, labels, augment=make_augment(args.size, train))
     n = len(images)
     ds = tf.data.Dataset.range(n)
     if train:
@@ -198,7 +199,7 @@ def train_run(run, data, args, out):
     else:  # "tce": Algorithm 1, class sampler + untilted CE
         ds = kse.data.class_sampled_dataset(
             xt, yt, k, args.batch_size, ignore_index=ignore,
-            augment=make_augment(args.size, True, args.seed),
+            augment=make_augment(args.size, True),
             cache_path=os.path.join(out, "class_presence.npz"), seed=args.seed,
             image_key=model.layers[0].name)  # the model's input layer name
         callbacks.append(kse.callbacks.StochasticTCESampler(args.t, args.gamma, ds,

@@ -206,7 +206,8 @@ class StochasticTCESampler(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if getattr(self.model, "steps_per_execution", 1) != 1:
             fail(type(self).__name__, "model.steps_per_execution",
-                 self.model.steps_per_execution, "must be 1 (each step's class and loss are needed)")
+                 self.model.steps_per_execution,
+                 "must be 1 (each step's class and loss are needed)")
         self._install(self.model)
         self._write_weights()
 

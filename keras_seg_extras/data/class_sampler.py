@@ -259,19 +259,16 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
     flat_members = tf.constant(np.concatenate(members).astype(np.int64))
     splits = tf.constant(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
     occurring = tf.constant(counts > 0)
-    generator = (tf.random.Generator.from_seed(seed) if seed is not None
-                 else tf.random.Generator.from_non_deterministic_state())
-
-    def draw(_):
+    def draw(seed_pair):
         w = tf.cast(weights.read_value(), tf.float32)
         w = tf.where(occurring & (w > 0), w, tf.zeros_like(w))
         w = tf.where(tf.reduce_sum(w) > 0, w, tf.cast(occurring, tf.float32))
         logits = tf.math.log(w)[None, :]
-        seeds = generator.make_seeds(2)
-        c = tf.random.stateless_categorical(logits, 1, seed=seeds[:, 0], dtype=tf.int32)[0, 0]
+        c = tf.random.stateless_categorical(logits, 1, seed=seed_pair, dtype=tf.int32)[0, 0]
         start, stop = splits[c], splits[c + 1]
         n = stop - start
-        uniform = tf.random.stateless_uniform([tf.maximum(n, batch_size)], seed=seeds[:, 1])
+        uniform = tf.random.stateless_uniform([tf.maximum(n, batch_size)],
+                                              seed=seed_pair[::-1] + 1)
 
         def without_replacement():
             return tf.argsort(uniform[:n])[:batch_size]
@@ -291,8 +288,12 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
         image, label = load(index)
         return {image_key: image, CLASS_KEY: c}, label
 
-    dataset = (tf.data.Dataset.from_tensors(0).repeat()
-               .map(draw)  # sequential: the k-th draw becomes the k-th batch
+    # Each draw gets its own stateless seed pair from a random stream (deterministic under
+    # `seed`, a new sequence for each new iterator), so draws can run in parallel and in
+    # order (deterministic=True): the k-th draw becomes the k-th batch.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    dataset = (seeds
+               .map(draw, num_parallel_calls=num_parallel_calls, deterministic=True)
                .unbatch()
                .map(load_with_class, num_parallel_calls=num_parallel_calls, deterministic=True)
                .batch(batch_size, drop_remainder=True)

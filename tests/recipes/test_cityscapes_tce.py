@@ -1,4 +1,4 @@
-"""recipes/cityscapes_tce.py: tiny end-to-end runs on a Cityscapes-shaped folder and the brain sample."""
+"""recipes/cityscapes_tce.py: tiny runs on a Cityscapes-shaped folder and on the brain sample."""
 
 import importlib.util
 import os
