@@ -8,3 +8,4 @@ from keras_seg_extras.callbacks.snapshot import (  # noqa: F401
     SnapshotEnsemble,
     load_snapshot_ensemble,
 )
+from keras_seg_extras.callbacks.tce_sampler import StochasticTCESampler  # noqa: E402,F401

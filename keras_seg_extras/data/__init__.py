@@ -12,4 +12,10 @@ from keras_seg_extras.data.dicom import convert_dicom_folder, dicom_to_uint8, wr
 from keras_seg_extras.data.soft_labels import (  # noqa: F401
     soft_labels_from_csv,
     soft_labels_from_votes,
+"""keras_seg_extras.data"""
+
+from keras_seg_extras.data.class_sampler import (  # noqa: E402,F401
+    class_sampled_dataset,
+    index_class_presence,
+    indexed_loader,
 )

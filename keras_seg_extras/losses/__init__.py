@@ -24,3 +24,4 @@ from keras_seg_extras.losses.focal import (  # noqa: F401
     soft_focal_loss,
 )
 from keras_seg_extras.losses.wrappers import DropWorst  # noqa: F401
+from keras_seg_extras.losses.tilted import TiltedCrossEntropy, tilted_cross_entropy  # noqa: E402,F401

@@ -5,4 +5,11 @@ from keras_seg_extras.metrics.overlap import DiceCoefficient, IoUScore  # noqa: 
 from keras_seg_extras.metrics.ranking import (  # noqa: F401
     LabelRankingAveragePrecision,
     MeanAveragePrecision,
+from keras_seg_extras.metrics.fairness import (  # noqa: E402,F401
+    FairnessIoU,
+    class_iou_from_confusion,
+    fairness_from_class_iou,
+    fairness_metrics,
+    fairness_report,
+    format_fairness_table,
 )

@@ -1,0 +1,304 @@
+"""Class-sampled tf.data pipeline for Stochastic TCE (paper 002, Algorithm 1, lines 1, 3 and 4).
+
+TensorFlow-only (tf.data). Each minibatch is drawn by first sampling a class ``c`` from a
+categorical distribution whose weights live in a ``tf.Variable``, then ``batch_size`` images
+among those that contain ``c`` (the per-class sets overlap: an image belongs to every class
+it shows). ``kse.callbacks.StochasticTCESampler`` updates the variable after each batch; the
+next draws follow the new weights without rebuilding the pipeline.
+
+How the class reaches the callback: every batch carries the class it was drawn for, as an
+extra entry of the input dict (``{image_key: images, class_key: class_ids}``), and the
+sampler callback strips it inside the train step, before the model sees the batch. The
+class attributed to a loss is therefore exactly the class of the batch just trained, however
+far decoding and prefetching run ahead. What prefetching does delay is the *use* of new
+weights: a batch drawn ahead of time was drawn with the weights current at its draw, so an
+update reaches the draws after the batches already in the pipeline (at most the parallel
+map's and the prefetch buffer's depth, a few batches). Set ``prefetch`` to a small integer
+to bound that lag.
+"""
+
+import hashlib
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_seg_extras._common import check_number, check_optional_int, fail
+
+_OWNER = "class_sampled_dataset"
+CLASS_KEY = "tce_class"
+
+
+def _is_paths(value):
+    return (isinstance(value, (list, tuple)) and len(value) > 0
+            and all(isinstance(v, (str, bytes, os.PathLike)) for v in value))
+
+
+def _as_source(owner, argument, value):
+    """Arrays (N, H, W[, C]) stay arrays; sequences of paths become a list of str."""
+    if _is_paths(value):
+        return [os.fspath(v) if not isinstance(v, bytes) else v.decode() for v in value]
+    array = np.asarray(value)
+    if array.ndim not in (3, 4) or array.shape[0] == 0:
+        fail(owner, argument, f"array of shape {array.shape}",
+             "must be a non-empty array (N, H, W[, C]) or a list of file paths")
+    return array
+
+
+def _fingerprint(labels, num_classes, ignore_index):
+    digest = hashlib.sha1(f"{num_classes}|{ignore_index}|".encode())
+    if isinstance(labels, list):
+        for path in labels:
+            digest.update(path.encode())
+            digest.update(str(os.path.getsize(path) if os.path.exists(path) else -1).encode())
+    else:
+        digest.update(str(labels.shape).encode())
+        digest.update(np.ascontiguousarray(labels).tobytes())
+    return digest.hexdigest()
+
+
+def _decode_label_file(path):
+    """Decode an 8- or 16-bit label PNG to int32 (H, W, 1) without rescaling values."""
+    data = tf.io.read_file(path)
+    # Byte 24 of a PNG (IHDR) is the bit depth; decoding an 8-bit file as uint16 would
+    # multiply every value by 257.
+    depth = tf.io.decode_raw(tf.strings.substr(data, 24, 1), tf.uint8)[0]
+    return tf.cond(
+        depth == 16,
+        lambda: tf.cast(tf.io.decode_png(data, channels=1, dtype=tf.uint16), tf.int32),
+        lambda: tf.cast(tf.io.decode_png(data, channels=1, dtype=tf.uint8), tf.int32))
+
+
+def _presence_of(owner, label_map, num_classes, ignore_index, where):
+    values, counts = np.unique(np.asarray(label_map), return_counts=True)
+    bad = (values < 0) | (values >= num_classes)
+    if ignore_index is not None:
+        bad &= values != ignore_index
+    if np.any(bad):
+        raise ValueError(f"{owner}: labels of {where} hold values {values[bad][:10].tolist()} "
+                         f"outside [0, {num_classes})"
+                         + ("" if ignore_index is None else f" and not ignore_index={ignore_index}")
+                         + ".")
+    row = np.zeros(num_classes, bool)
+    good = (values >= 0) & (values < num_classes)
+    row[values[good]] = counts[good] > 0
+    return row
+
+
+def index_class_presence(labels, num_classes, ignore_index=None, cache_path=None):
+    """Which classes each label map contains: a boolean (N, num_classes) matrix.
+
+    Args:
+        labels: integer label maps (N, H, W[, 1]) or a list of label PNG paths (e.g.
+            Cityscapes ``*_gtFine_labelTrainIds.png``).
+        num_classes: number of classes K.
+        ignore_index: label value that marks no class (e.g. 255), or None.
+        cache_path: optional ``.npz`` file. When it exists and was made from the same labels
+            (a fingerprint of the paths and file sizes, or of the array bytes), the index is
+            read from it; otherwise it is computed and written there.
+
+    Returns:
+        ``presence[n, c]`` True where label map n contains a pixel of class c.
+
+    Raises:
+        ValueError: for label values outside [0, K) that are not ``ignore_index``, naming
+            the image.
+    """
+    owner = "index_class_presence"
+    num_classes = check_number(owner, "num_classes", num_classes, minimum=1, integer=True)
+    ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
+    labels = _as_source(owner, "labels", labels)
+    fingerprint = _fingerprint(labels, num_classes, ignore_index)
+    if cache_path is not None and os.path.exists(cache_path):
+        with np.load(cache_path) as cached:
+            if str(cached["fingerprint"]) == fingerprint:
+                return cached["presence"].astype(bool)
+    if isinstance(labels, list):
+        decoded = tf.data.Dataset.from_tensor_slices(labels).map(
+            _decode_label_file, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        rows = [_presence_of(owner, label.numpy(), num_classes, ignore_index, labels[n])
+                for n, label in enumerate(decoded)]
+    else:
+        rows = [_presence_of(owner, labels[n], num_classes, ignore_index, f"image {n}")
+                for n in range(labels.shape[0])]
+    presence = np.stack(rows)
+    if cache_path is not None:
+        folder = os.path.dirname(os.path.abspath(cache_path))
+        os.makedirs(folder, exist_ok=True)
+        temporary = f"{cache_path}.tmp.npz"
+        np.savez(temporary, presence=presence, fingerprint=np.array(fingerprint))
+        os.replace(temporary, cache_path)
+    return presence
+
+
+def indexed_loader(images, labels, augment=None, image_channels=None):
+    """A function ``index -> (image float32 (H, W, C) in [0, 1], label int32 (H, W, 1))``.
+
+    The decoding and augmentation shared by the class-sampled pipeline and any plain one
+    (the benchmark uses it for its shuffled baseline). uint8 images are divided by 255;
+    float images pass unchanged. ``augment(image, label)`` must be TensorFlow ops returning
+    the pair; it runs inside ``Dataset.map`` in parallel.
+    """
+    owner = "indexed_loader"
+    images = _as_source(owner, "images", images)
+    labels = _as_source(owner, "labels", labels)
+    if len(images) != len(labels):
+        fail(owner, "labels", f"{len(labels)} label maps", f"must match the {len(images)} images")
+    if augment is not None and not callable(augment):
+        fail(owner, "augment", augment, "must be a function (image, label) -> (image, label)")
+
+    if isinstance(images, list):
+        image_paths = tf.constant(images)
+
+        def load_image(index):
+            data = tf.io.read_file(tf.gather(image_paths, index))
+            image = tf.io.decode_image(data, channels=image_channels or 0,
+                                       expand_animations=False)
+            return tf.cast(image, tf.float32) / 255.0
+    else:
+        image_array = images if images.ndim == 4 else images[..., None]
+        scale = 255.0 if image_array.dtype == np.uint8 else 1.0
+        image_tensor = tf.constant(image_array)
+
+        def load_image(index):
+            return tf.cast(tf.gather(image_tensor, index), tf.float32) / scale
+
+    if isinstance(labels, list):
+        label_paths = tf.constant(labels)
+
+        def load_label(index):
+            return _decode_label_file(tf.gather(label_paths, index))
+    else:
+        label_array = labels if labels.ndim == 4 else labels[..., None]
+        label_tensor = tf.constant(label_array.astype(np.int32))
+
+        def load_label(index):
+            return tf.gather(label_tensor, index)
+
+    def load(index):
+        image, label = load_image(index), load_label(index)
+        if augment is not None:
+            image, label = augment(image, label)
+        return image, label
+
+    return load
+
+
+def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=None,
+                          ignore_index=None, augment=None, image_channels=None,
+                          cache_path=None, seed=None, image_key="image",
+                          num_parallel_calls=tf.data.AUTOTUNE, prefetch=tf.data.AUTOTUNE):
+    """An endless tf.data pipeline of class-sampled minibatches (paper 002, Algorithm 1).
+
+    Per batch: ``c ~ Categorical(weights)`` over the classes that occur in at least one image
+    (a class without images is never drawn, whatever its weight; if every positive weight
+    sits on such classes, the draw falls back to uniform over the occurring ones), then
+    ``batch_size`` images among those containing ``c`` (without replacement when the class
+    has at least ``batch_size`` images, with replacement otherwise). The presence index is
+    built once (``index_class_presence``, cached in ``cache_path``).
+
+    Elements: ``({image_key: images (B, H, W, C) float32, "tce_class": (B,) int32},
+    labels (B, H, W, 1) int32)``; every entry of ``tce_class`` is the batch's class ``c``. A
+    Keras model whose input is named ``image_key`` accepts the dict directly (Keras warns that
+    the extra key is ignored); with ``kse.callbacks.StochasticTCESampler`` among the fit
+    callbacks, the sampler removes the class from the batch and uses it. The dataset never
+    ends: pass ``steps_per_epoch`` to ``fit``.
+
+    Args:
+        images: images (N, H, W[, C]) (uint8 scaled by 1/255, or float) or a list of paths
+            (PNG/JPEG, decoded by ``tf.io.decode_image``).
+        labels: integer maps (N, H, W[, 1]) or a list of label PNG paths (8 or 16 bit).
+        num_classes: number of classes K.
+        batch_size: images per batch (all of the same class draw).
+        weights: a ``tf.Variable`` of shape (K,) holding the (not necessarily normalised)
+            class weights, or None to create one, uniform. Assigning it changes the next
+            draws. Available as ``dataset.sampling_weights``.
+        ignore_index: label value of ignored pixels (e.g. 255), or None.
+        augment: optional ``(image, label) -> (image, label)`` TensorFlow function, run in
+            parallel after decoding; it must keep the shapes equal across images.
+        image_channels: channels to decode image files to (None keeps the file's).
+        cache_path: ``.npz`` file for the class-presence index.
+        seed: integer seed of the class and image draws (None: nondeterministic).
+        image_key: the key of the images in the input dict (the model's input name).
+        num_parallel_calls: parallelism of decoding/augmentation.
+        prefetch: prefetch buffer in batches (bounds how stale the weights of a draw are).
+
+    Returns:
+        A ``tf.data.Dataset`` with extra attributes ``sampling_weights`` (the variable),
+        ``class_presence`` (N, K) and ``images_per_class`` (K,).
+
+    Example:
+        >>> ds = class_sampled_dataset(x_train, y_train, num_classes=19, batch_size=8,
+        ...                            ignore_index=255, seed=0)
+        >>> sampler = kse.callbacks.StochasticTCESampler(ds.sampling_weights, t=1.0, gamma=0.1)
+        >>> model.fit(ds, steps_per_epoch=500, epochs=10, callbacks=[sampler])
+    """
+    num_classes = check_number(_OWNER, "num_classes", num_classes, minimum=1, integer=True)
+    batch_size = check_number(_OWNER, "batch_size", batch_size, minimum=1, integer=True)
+    ignore_index = check_optional_int(_OWNER, "ignore_index", ignore_index)
+    if seed is not None:
+        seed = check_number(_OWNER, "seed", seed, integer=True)
+    if not isinstance(image_key, str) or not image_key or image_key == CLASS_KEY:
+        fail(_OWNER, "image_key", image_key, f"must be a non-empty string other than {CLASS_KEY!r}")
+    images = _as_source(_OWNER, "images", images)
+    labels = _as_source(_OWNER, "labels", labels)
+    if len(images) != len(labels):
+        fail(_OWNER, "labels", f"{len(labels)} label maps", f"must match the {len(images)} images")
+    if weights is None:
+        weights = tf.Variable(tf.fill([num_classes], 1.0 / num_classes), trainable=False,
+                              name="class_sampling_weights")
+    elif not isinstance(weights, tf.Variable) or tuple(weights.shape) != (num_classes,):
+        fail(_OWNER, "weights", weights, f"must be a tf.Variable of shape ({num_classes},)")
+
+    presence = index_class_presence(labels, num_classes, ignore_index, cache_path)
+    counts = presence.sum(axis=0)
+    if not counts.any():
+        fail(_OWNER, "labels", "label maps without any class pixel",
+             "must contain at least one pixel of some class")
+    members = [np.flatnonzero(presence[:, c]) for c in range(num_classes)]
+    flat_members = tf.constant(np.concatenate(members).astype(np.int64))
+    splits = tf.constant(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+    occurring = tf.constant(counts > 0)
+    def draw(seed_pair):
+        w = tf.cast(weights.read_value(), tf.float32)
+        w = tf.where(occurring & (w > 0), w, tf.zeros_like(w))
+        w = tf.where(tf.reduce_sum(w) > 0, w, tf.cast(occurring, tf.float32))
+        logits = tf.math.log(w)[None, :]
+        c = tf.random.stateless_categorical(logits, 1, seed=seed_pair, dtype=tf.int32)[0, 0]
+        start, stop = splits[c], splits[c + 1]
+        n = stop - start
+        uniform = tf.random.stateless_uniform([tf.maximum(n, batch_size)],
+                                              seed=seed_pair[::-1] + 1)
+
+        def without_replacement():
+            return tf.argsort(uniform[:n])[:batch_size]
+
+        def with_replacement():
+            return tf.cast(tf.math.floor(uniform[:batch_size] * tf.cast(n, tf.float32)),
+                           tf.int32)
+
+        position = tf.cond(n >= batch_size, without_replacement, with_replacement)
+        position = tf.minimum(tf.cast(position, tf.int64), n - 1)
+        indices = tf.gather(flat_members, start + position)
+        return indices, tf.fill([batch_size], c)
+
+    load = indexed_loader(images, labels, augment=augment, image_channels=image_channels)
+
+    def load_with_class(index, c):
+        image, label = load(index)
+        return {image_key: image, CLASS_KEY: c}, label
+
+    # Each draw gets its own stateless seed pair from a random stream (deterministic under
+    # `seed`, a new sequence for each new iterator), so draws can run in parallel and in
+    # order (deterministic=True): the k-th draw becomes the k-th batch.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    dataset = (seeds
+               .map(draw, num_parallel_calls=num_parallel_calls, deterministic=True)
+               .unbatch()
+               .map(load_with_class, num_parallel_calls=num_parallel_calls, deterministic=True)
+               .batch(batch_size, drop_remainder=True)
+               .prefetch(prefetch))
+    dataset.sampling_weights = weights
+    dataset.class_presence = presence
+    dataset.images_per_class = counts
+    return dataset
