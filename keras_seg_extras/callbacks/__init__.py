@@ -1,4 +1,4 @@
-"""keras_seg_extras.callbacks"""
+"""keras_seg_extras.callbacks: SWA, snapshot ensembles and the stochastic TCE sampler."""
 
 from keras_seg_extras.callbacks.swa import (  # noqa: F401
     StochasticWeightAveraging,
@@ -8,4 +8,4 @@ from keras_seg_extras.callbacks.snapshot import (  # noqa: F401
     SnapshotEnsemble,
     load_snapshot_ensemble,
 )
-from keras_seg_extras.callbacks.tce_sampler import StochasticTCESampler  # noqa: E402,F401
+from keras_seg_extras.callbacks.tce_sampler import StochasticTCESampler  # noqa: F401

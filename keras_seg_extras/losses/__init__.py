@@ -1,4 +1,4 @@
-"""keras_seg_extras.losses"""
+"""keras_seg_extras.losses: overlap, focal, tilted, locally adaptive losses and wrappers."""
 
 from keras_seg_extras.losses.auxiliary import AuxiliaryClassLoss, auxiliary_class_labels  # noqa: F401
 from keras_seg_extras.losses.overlap import (  # noqa: F401
@@ -24,4 +24,4 @@ from keras_seg_extras.losses.focal import (  # noqa: F401
     soft_focal_loss,
 )
 from keras_seg_extras.losses.wrappers import DropWorst  # noqa: F401
-from keras_seg_extras.losses.tilted import TiltedCrossEntropy, tilted_cross_entropy  # noqa: E402,F401
+from keras_seg_extras.losses.tilted import TiltedCrossEntropy, tilted_cross_entropy  # noqa: F401
