@@ -229,7 +229,7 @@ def build_trainer(args, model, train, val, strategy):
         return pipeline.segmentation_dataset(
             [r["image"] for r in train], [r["mask"] for r in train], batch_size=batch_size,
             image_size=size, augment=kse.data.augment.siim_preset(size), shuffle=True,
-            seed=args.seed)
+            seed=args.seed, repeat=True)
 
     def validation_data(size, batch_size):
         return pipeline.segmentation_dataset(
@@ -246,11 +246,12 @@ def build_trainer(args, model, train, val, strategy):
             callbacks.append(kse.callbacks.StochasticWeightAveraging(
                 start_epoch=first + epochs - swa_epochs, bn_data=bn_batches(spec["size"])))
         lr = float(spec["learning_rate"])
+        steps = args.steps_per_epoch or -(-len(train) // int(spec["batch_size"]))
         stages.append(kse.training.Stage(
             image_size=int(spec["size"]), epochs=epochs, batch_size=int(spec["batch_size"]),
             accumulation_steps=int(spec.get("accumulation", 1)), loss=make_loss(spec["loss"]),
             learning_rate=lambda total, lr=lr: kse.training.CosineAnnealingWithWarmup(
-                lr, total), callbacks=callbacks, steps_per_epoch=args.steps_per_epoch))
+                lr, total), callbacks=callbacks, steps_per_epoch=steps))
     best = os.path.join(args.output_dir, "best")
     os.makedirs(best, exist_ok=True)
     callbacks = [

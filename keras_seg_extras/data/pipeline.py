@@ -70,7 +70,9 @@ def segmentation_dataset(images, masks, batch_size, image_size, augment=None, sh
             :class:`~keras_seg_extras.data.augment.Augmenter`.
         shuffle: shuffle the order (each epoch differently, reproducibly).
         seed: seed of the order and of the augmentations.
-        repeat: repeat forever (for ``fit(..., steps_per_epoch=...)``).
+        repeat: repeat forever (for ``fit(..., steps_per_epoch=...)``). Use it for training:
+            a finite dataset restarts at epoch 0 each time Keras iterates it, so every epoch
+            would see the same order and the same augmentations.
         channels: image channels after decoding (paths only; arrays keep theirs).
         binarize_masks: map every non-zero mask value to 1; False keeps integer label ids.
         drop_remainder: drop the last incomplete batch.
@@ -168,7 +170,12 @@ def segmentation_dataset(images, masks, batch_size, image_size, augment=None, sh
         return tf.data.Dataset.from_tensor_slices(indices)
 
     epochs = tf.data.Dataset.range(np.iinfo(np.int64).max if repeat else 1)
-    dataset = epochs.flat_map(order).enumerate()
+    dataset = epochs.flat_map(order)
+    if not repeat:
+        # flat_map hides the length; declaring it lets Keras and ProgressiveTrainer count
+        # the batches of an epoch (and avoids Keras's "ran out of data" warning).
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
+    dataset = dataset.enumerate()
     dataset = dataset.map(load, num_parallel_calls=parallel, deterministic=True)
     if augment is not None:
         dataset = dataset.map(augment_pair, num_parallel_calls=parallel, deterministic=True)
