@@ -24,4 +24,5 @@ from keras_seg_extras.losses.focal import (  # noqa: F401
     soft_focal_loss,
 )
 from keras_seg_extras.losses.wrappers import DropWorst  # noqa: F401
+from keras_seg_extras.losses.local_adaptive import LocallyAdaptiveLoss, locally_adaptive_loss  # noqa: F401
 from keras_seg_extras.losses.tilted import TiltedCrossEntropy, tilted_cross_entropy  # noqa: F401

@@ -1,0 +1,386 @@
+"""The Locally Adaptive loss (paper 004: "Locally Adaptive Learning Loss for Semantic Image
+Segmentation", sections 3.1-3.2, eqs. 2-5).
+
+At every centre pixel p (every ``stride`` pixels, valid label), the z-scored prediction vectors
+of the neighbours q in a k x k window that carry p's label are pooled with chessboard-distance
+weights, and softmax cross-entropy is taken between the pooled vector and p's label:
+
+    x_q   = (z_q - mean(z_q)) / sqrt(var(z_q) + eps)           z-score over the C entries
+    f(p)  = (1 / xi_p) * sum_{q in window(p)} mu(p, q) * w(q - p) * x_q             (eq. 2)
+    L^S(p) = logsumexp(f(p)) - f(p)[y_p]                                           (eq. 4)
+    L^AD = ((1 / M) * sum_p L^S(p) ** k) ** (1 / k)                                 (eq. 5)
+
+with mu(p, q) = 1 when q is inside the image, not ignored and y_q = y_p; w(u, v) = 2 ** (1 - d),
+d = max(|u|, |v|) the chessboard distance (2 at the centre, 1 at d = 1, 0.5 at d = 2, ...);
+xi_p = sum_q mu(p, q) (``normalize_by="count"``, the paper's text) or sum_q mu(p, q) w(q - p)
+(``"weight"``, a true weighted mean).
+
+Two implementations with the same values and gradients:
+
+- ``"patches"``: the plain reading with ``tf.image.extract_patches`` (TensorFlow only). It holds
+  a (B, H/s, W/s, k*k*C) tensor: k*k times the memory of the logits, twice over with its gradient.
+- ``"fast"`` (default, ``keras.ops`` only): never builds the patch tensor. Where every valid
+  neighbour of a centre shares its label (the interior of regions), sum_q mu w x_q is one fixed
+  depthwise convolution of the masked x. Only centres next to a label boundary need label-
+  dependent work, and for those only a list of (centre, neighbour) pairs is gathered: for each
+  boundary centre whichever set is smaller, its same-label neighbours (summed directly) or its
+  differing-label neighbours (subtracted from the convolution). The gathered rows number at most
+  k*k/2 per boundary centre and about 1-3 per centre on real label maps and on random labels.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_seg_extras._common import (
+    as_float32,
+    check_choice,
+    check_label_values,
+    check_number,
+    check_optional_int,
+    fail,
+    num_channels,
+    register,
+    static_rank,
+)
+
+#: Added to the variance of each prediction vector before the square root of the z-score, so
+#: that a constant vector (variance 0) gives x = 0 and finite gradients instead of NaN.
+ZSCORE_EPSILON = 1e-6
+
+#: Floor applied to probabilities before taking their log when ``from_logits=False``.
+PROBABILITY_FLOOR = 1e-7
+
+_OWNER = "LocallyAdaptiveLoss"
+
+
+def chessboard_weights(kernel_size):
+    """The paper's weights w(u, v) = 2 ** (1 - max(|u|, |v|)) as a (k, k) float32 NumPy array."""
+    r = kernel_size // 2
+    d = np.maximum(*np.abs(np.mgrid[-r:r + 1, -r:r + 1]))
+    return (2.0 ** (1 - d)).astype("float32")
+
+
+def _check_arguments(owner, kernel_size, stride, minkowski_k, normalize_by, ignore_index,
+                     from_logits, implementation):
+    kernel_size = check_number(owner, "kernel_size", kernel_size, minimum=1, integer=True)
+    if kernel_size % 2 == 0:
+        fail(owner, "kernel_size", kernel_size, "must be odd (the window has a centre pixel)")
+    stride = check_number(owner, "stride", stride, minimum=1, integer=True)
+    minkowski_k = check_number(owner, "minkowski_k", minkowski_k, minimum=1)
+    check_choice(owner, "normalize_by", normalize_by, ("count", "weight"))
+    ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
+    if not isinstance(from_logits, bool):
+        fail(owner, "from_logits", from_logits, "must be True or False")
+    check_choice(owner, "implementation", implementation, ("fast", "patches"))
+    return kernel_size, stride, minkowski_k, ignore_index
+
+
+def _prepare(owner, y_true, y_pred, ignore_index, from_logits):
+    """Labels (B, H, W) int32 with -1 where ignored, and z-scored, masked x (B, H, W, C)."""
+    y_pred = ops.convert_to_tensor(y_pred)
+    static_rank(owner, "y_pred", y_pred, (4,))
+    num_classes = num_channels(owner, y_pred)
+    if num_classes < 2:
+        fail(owner, "y_pred", f"tensor of shape {tuple(y_pred.shape)}",
+             "must have at least 2 channels (softmax over classes)")
+    y_true = ops.convert_to_tensor(y_true)
+    rank = static_rank(owner, "y_true", y_true, (3, 4))
+    if rank == 4 and y_true.shape[-1] not in (1, None):
+        if y_true.shape[-1] != num_classes:
+            fail(owner, "y_true", f"tensor of shape {tuple(y_true.shape)}",
+                 f"must be integer labels (B, H, W[, 1]) or one-hot with {num_classes} channels")
+        onehot = as_float32(y_true)
+        labels = ops.cast(ops.argmax(onehot, axis=-1), "int32")
+        labels = ops.where(ops.sum(onehot, axis=-1) > 0, labels, -1)
+    else:
+        if rank == 4:
+            y_true = y_true[..., 0]
+        labels = ops.cast(y_true, "int32")
+        labels = check_label_values(owner, labels, num_classes, ignore_index)
+        bad = (labels < 0) | (labels >= num_classes)
+        labels = ops.where(bad, -1, labels)  # only ignore_index can reach here (checked above)
+    for axis in (1, 2):
+        if (y_pred.shape[axis] is not None and labels.shape[axis] is not None
+                and y_pred.shape[axis] != labels.shape[axis]):
+            fail(owner, "y_true", f"tensor of shape {tuple(y_true.shape)}",
+                 f"must have the spatial size of y_pred {tuple(y_pred.shape)}")
+
+    z = as_float32(y_pred)
+    if not from_logits:
+        z = ops.log(ops.maximum(z, PROBABILITY_FLOOR))
+    mean = ops.mean(z, axis=-1, keepdims=True)
+    centred = z - mean
+    var = ops.mean(ops.square(centred), axis=-1, keepdims=True)
+    x = centred * (ops.rsqrt(var + ZSCORE_EPSILON) * ops.cast(labels >= 0, "float32")[..., None])
+    return labels, x, num_classes
+
+
+def _minkowski_per_image(loss_map, centre_valid, minkowski_k):
+    """Eq. 5 per image: loss_map, centre_valid (B, N) -> (B,)."""
+    loss_map = ops.maximum(loss_map, 0.0)  # CE >= 0; removes rounding below 0
+    mask = ops.cast(centre_valid, "float32")
+    if minkowski_k == 1:
+        powered = loss_map
+    else:
+        powered = ops.power(loss_map, minkowski_k)
+    total = ops.sum(powered * mask, axis=1)
+    count = ops.sum(mask, axis=1)
+    mean = total / ops.maximum(count, 1.0)
+    if minkowski_k == 1:
+        return mean
+    positive = mean > 0
+    safe = ops.where(positive, mean, 1.0)
+    return ops.where(positive, ops.power(safe, 1.0 / minkowski_k), 0.0)
+
+
+def _cross_entropy(f, centre_labels):
+    """Softmax CE of pooled vectors f (..., C) against labels (...) (-1 allowed; masked later)."""
+    safe = ops.maximum(centre_labels, 0)
+    picked = ops.take_along_axis(f, ops.expand_dims(safe, -1), axis=-1)[..., 0]
+    return ops.logsumexp(f, axis=-1) - picked
+
+
+def _pad_labels(labels, r):
+    return ops.pad(labels, ((0, 0), (r, r), (r, r)), constant_values=-1)
+
+
+def _box_coefficient(d, r):
+    """w = sum_{d=0..r} a_d * box_d: a_d = 2^-d for d < r and a_r = 2^(1-r)."""
+    return 2.0 ** (1 - r) if d == r else 2.0 ** (-d)
+
+
+class _WindowReduce:
+    """Reduce a padded (B, H + 2r, W + 2r) map over centred windows of a given radius, at the
+    centres (every ``stride`` pixels), with shifted slices (separable: rows, then columns)."""
+
+    def __init__(self, r, stride, height, width):
+        self.r, self.s, self.height, self.width = r, stride, height, width
+
+    def __call__(self, padded, radius, op):
+        r, s = self.r, self.s
+        out = None
+        for t in range(r - radius, r + radius + 1):
+            part = padded[:, :, t:t + self.width:s]
+            out = part if out is None else op(out, part)
+        rows = None
+        for t in range(r - radius, r + radius + 1):
+            part = out[:, t:t + self.height:s]
+            rows = part if rows is None else op(rows, part)
+        return rows
+
+
+def _fast(labels, x, kernel_size, stride, normalize_by):
+    """Per-centre cross-entropy (B, Hc * Wc) and centre labels, without a patch tensor."""
+    k, s, r = kernel_size, stride, kernel_size // 2
+    shape = ops.shape(x)
+    batch, height, width, channels = shape[0], shape[1], shape[2], x.shape[-1]
+    weights = chessboard_weights(k)
+
+    centre_labels = labels[:, ::s, ::s]
+    cshape = ops.shape(centre_labels)
+    hc, wc = cshape[1], cshape[2]
+    centre_flat = ops.reshape(centre_labels, (-1,))
+    centre_valid = centre_flat >= 0
+
+    # Boundary centres: the valid labels of the window are not all equal (max != min).
+    # Window reductions run as shifted slices on the small label maps (no class axis).
+    padded = _pad_labels(labels, r)
+    reduce = _WindowReduce(r, s, height, width)
+    window_max = reduce(padded, r, ops.maximum)
+    window_min = reduce(ops.where(padded < 0, 2 ** 30, padded), r, ops.minimum)
+    boundary = centre_valid & ops.reshape(window_max != window_min, (-1,))
+
+    # Interior centres: every valid pixel of the window shares the centre's label, so the sum
+    # of eq. 2 is one fixed depthwise convolution of x (x is 0 at ignored pixels and outside
+    # the image) and xi is the (weighted) number of valid pixels in the window.
+    kernel = np.tile(weights[:, :, None, None], (1, 1, channels, 1))
+    if s == 1:
+        conv = ops.depthwise_conv(x, kernel, strides=1, padding="same")
+    else:
+        x_pad = ops.pad(x, ((0, 0), (r, r), (r, r), (0, 0)))
+        conv = ops.depthwise_conv(x_pad, kernel, strides=s, padding="valid")
+    conv = ops.reshape(conv, (-1, channels))
+    valid_map = ops.cast(padded >= 0, "float32")
+    if normalize_by == "count":
+        xi = reduce(valid_map, r, ops.add)
+    else:  # w = sum_d a_d box_d with a_d = 2^-d (d < r), a_r = 2^(1-r)
+        xi = sum(_box_coefficient(d, r) * reduce(valid_map, d, ops.add) for d in range(r + 1))
+    xi = ops.maximum(ops.reshape(xi, (-1,)), 1.0)  # 0 only at invalid centres (masked later)
+    safe_labels = ops.maximum(centre_flat, 0)
+    dense_loss = ops.sparse_categorical_crossentropy(safe_labels, conv / xi[:, None],
+                                                     from_logits=True)
+
+    # Boundary centres: their k*k neighbours' labels (cheap, no class axis) ...
+    bidx = ops.nonzero(boundary)[0]
+    b = bidx // (hc * wc)
+    rest = bidx % (hc * wc)
+    i = (rest // wc) * s
+    j = (rest % wc) * s
+    du, dv = (a.reshape(-1).astype("int32") for a in np.mgrid[-r:r + 1, -r:r + 1])
+    hp, wp = height + 2 * r, width + 2 * r
+    padded_index = (b * (hp * wp) + i * wp + j)[:, None] + ((du + r) * wp + dv + r)[None, :]
+    nbr_labels = ops.take(ops.reshape(padded, (-1,)), padded_index)
+    centre_b = ops.take(centre_flat, bidx)
+    nbr_valid = nbr_labels >= 0
+    same = nbr_valid & (nbr_labels == centre_b[:, None])
+    differ = nbr_valid & (nbr_labels != centre_b[:, None])
+    w_flat = weights.reshape(-1)
+    same_f = ops.cast(same, "float32")
+    if normalize_by == "count":
+        xi_b = ops.sum(same_f, axis=1)
+    else:
+        xi_b = ops.sum(same_f * w_flat[None, :], axis=1)
+    # ... then per boundary centre either its same-label neighbours summed directly, or its
+    # differing-label neighbours subtracted from the convolution, whichever list is shorter.
+    direct = ops.sum(same_f, axis=1) <= ops.sum(ops.cast(differ, "float32"), axis=1)
+    chosen = ops.reshape(ops.where(direct[:, None], same, differ), (-1,))
+    pair = ops.nonzero(chosen)[0]
+    pair_row = pair // (k * k)
+    signed_w = ops.where(direct[:, None], w_flat[None, :], -w_flat[None, :])
+    source_table = (b * (height * width) + i * width + j)[:, None] + (du * width + dv)[None, :]
+    source = ops.take(ops.reshape(source_table, (-1,)), pair)
+    pair_w = ops.take(ops.reshape(signed_w, (-1,)), pair)
+    gathered = ops.take(ops.reshape(x, (-1, channels)), source, axis=0) * pair_w[:, None]
+    n_boundary = ops.shape(bidx)[0]
+    correction = ops.segment_sum(gathered, pair_row, num_segments=n_boundary)
+    keep = 1.0 - ops.cast(direct, "float32")
+    f_b = (ops.take(conv, bidx, axis=0) * keep[:, None] + correction) / xi_b[:, None]
+    boundary_loss = ops.sparse_categorical_crossentropy(centre_b, f_b, from_logits=True)
+
+    n_centres = ops.shape(centre_flat)[0]
+    scattered = ops.segment_sum(boundary_loss, bidx, num_segments=n_centres)
+    loss = ops.where(boundary, scattered, dense_loss)
+    return (ops.reshape(loss, (batch, hc * wc)),
+            ops.reshape(centre_flat, (batch, hc * wc)))
+
+
+def _patches(labels, x, kernel_size, stride, normalize_by):
+    """The plain reading of eq. 2 with extracted patches (TensorFlow only)."""
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"{_OWNER}: `implementation` 'patches' uses tf.image.extract_patches and needs the "
+            f"TensorFlow backend; received backend {keras.backend.backend()!r}. Use "
+            "implementation='fast' (keras.ops only) instead.")
+    import tensorflow as tf
+
+    k, s, r = kernel_size, stride, kernel_size // 2
+    channels = x.shape[-1]
+    weights = chessboard_weights(k).reshape(-1)
+    x_pad = tf.pad(x, [[0, 0], [r, r], [r, r], [0, 0]])
+    lab_pad = tf.cast(tf.pad(labels, [[0, 0], [r, r], [r, r]], constant_values=-1), "float32")
+    sizes, strides, rates = [1, k, k, 1], [1, s, s, 1], [1, 1, 1, 1]
+    patches = tf.image.extract_patches(x_pad, sizes, strides, rates, "VALID")
+    label_patches = tf.image.extract_patches(lab_pad[..., None], sizes, strides, rates, "VALID")
+    shape = tf.shape(patches)
+    patches = tf.reshape(patches, [shape[0], shape[1], shape[2], k * k, channels])
+    centre = tf.cast(labels[:, ::s, ::s], "float32")
+    mu = tf.cast((label_patches == centre[..., None]) & (label_patches >= 0), "float32")
+    pooled = tf.reduce_sum(patches * (mu * weights)[..., None], axis=3)
+    xi = tf.reduce_sum(mu if normalize_by == "count" else mu * weights, axis=3)
+    f = tf.reshape(pooled / tf.maximum(xi, 1.0)[..., None], [shape[0], -1, channels])
+    centre = tf.reshape(tf.cast(centre, "int32"), [shape[0], -1])
+    return _cross_entropy(f, centre), centre
+
+
+def locally_adaptive_loss(y_true, y_pred, kernel_size=5, stride=1, minkowski_k=3,
+                          normalize_by="count", ignore_index=None, from_logits=True,
+                          implementation="fast"):
+    """Locally Adaptive loss L^AD of paper 004 (eqs. 2-5), one value per image.
+
+    f(p) = (1/xi_p) sum_q mu(p, q) 2^(1 - d(p, q)) x_q over the k x k window of each centre p,
+    x the z-score of the prediction vector over its C entries, mu(p, q) = 1 for in-image,
+    non-ignored neighbours with p's label, d the chessboard distance; L^S(p) = softmax
+    cross-entropy of f(p) against p's label (eq. 4); L^AD = ((1/M) sum_p L^S(p)^k)^(1/k) over the
+    M valid centres (eq. 5).
+
+    M runs per image: the paper takes "one image as an input batch" for eq. 5, and per-image
+    values make the loss independent of how a batch is split over replicas (MirroredStrategy)
+    and let Keras apply ``sample_weight`` and its batch reduction as for any per-sample loss.
+    An image without valid centres gives 0.
+
+    Args:
+        y_true: integer labels (B, H, W) or (B, H, W, 1) in [0, C) or ``ignore_index``; one-hot
+            (B, H, W, C) is accepted too (all-zero rows are ignored pixels).
+        y_pred: (B, H, W, C) logits (``from_logits=True``) or probabilities; C >= 2. Computed in
+            float32 whatever the input dtype.
+        kernel_size: odd window size k (the paper uses 3, 5 and 7).
+        stride: centres every ``stride`` pixels in both directions, starting at (0, 0).
+        minkowski_k: exponent k >= 1 of the Minkowski pooling (eq. 5; the paper picks 3).
+        normalize_by: "count" (xi = number of same-label points, as the text says) or "weight"
+            (xi = sum of their weights).
+        ignore_index: label value of pixels that are neither centres nor neighbours.
+        from_logits: if False, ``y_pred`` holds probabilities and log(max(p, 1e-7)) is z-scored
+            (the z-score removes the log-softmax shift, so this equals using the logits).
+        implementation: "fast" (keras.ops; gathers only near label boundaries; needs dynamic
+            shapes, so not under XLA/JAX jit) or "patches" (tf.image.extract_patches; TF only).
+
+    Returns:
+        float32 tensor (B,): the loss of each image.
+
+    Example:
+        >>> logits = keras.random.normal((2, 32, 32, 21))
+        >>> labels = keras.random.randint((2, 32, 32), 0, 21)
+        >>> locally_adaptive_loss(labels, logits, kernel_size=5).shape
+        (2,)
+    """
+    kernel_size, stride, minkowski_k, ignore_index = _check_arguments(
+        "locally_adaptive_loss", kernel_size, stride, minkowski_k, normalize_by, ignore_index,
+        from_logits, implementation)
+    labels, x, _ = _prepare(_OWNER, y_true, y_pred, ignore_index, from_logits)
+    build = _fast if implementation == "fast" else _patches
+    loss_map, centre_labels = build(labels, x, kernel_size, stride, normalize_by)
+    return _minkowski_per_image(loss_map, centre_labels >= 0, minkowski_k)
+
+
+@register
+class LocallyAdaptiveLoss(keras.losses.Loss):
+    """Locally Adaptive loss (paper 004, eqs. 2-5) on (B, H, W, C) logits and integer labels.
+
+    Selective pooling of z-scored predictions over same-label neighbours in a k x k window,
+    weighted 2^(1 - chessboard distance), softmax cross-entropy of the pooled vector against the
+    centre's label, Minkowski pooling with exponent ``minkowski_k`` over the valid centres of
+    each image. See :func:`locally_adaptive_loss` for the formulas and arguments.
+
+    Args:
+        kernel_size: odd window size (default 5, the paper's best).
+        stride: distance between centres (default 1, the paper's setting).
+        minkowski_k: Minkowski exponent >= 1 (default 3, the paper's choice).
+        normalize_by: "count" or "weight" (the normaliser xi).
+        ignore_index: label value to ignore, e.g. 255 for Pascal VOC.
+        from_logits: whether ``y_pred`` holds logits (default) or probabilities.
+        implementation: "fast" (default, keras.ops, any backend with dynamic shapes) or
+            "patches" (TensorFlow only, the plain reading; for checking and benchmarks).
+        reduction, name, dtype: as for every ``keras.losses.Loss``.
+
+    Example:
+        >>> model.compile(optimizer="adam",
+        ...               loss=kse.losses.LocallyAdaptiveLoss(kernel_size=5, ignore_index=255))
+    """
+
+    def __init__(self, kernel_size=5, stride=1, minkowski_k=3, normalize_by="count",
+                 ignore_index=None, from_logits=True, implementation="fast",
+                 reduction="sum_over_batch_size", name="locally_adaptive_loss", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        (self.kernel_size, self.stride, self.minkowski_k,
+         self.ignore_index) = _check_arguments(_OWNER, kernel_size, stride, minkowski_k,
+                                               normalize_by, ignore_index, from_logits,
+                                               implementation)
+        self.normalize_by = normalize_by
+        self.from_logits = from_logits
+        self.implementation = implementation
+
+    def call(self, y_true, y_pred):
+        return locally_adaptive_loss(
+            y_true, y_pred, kernel_size=self.kernel_size, stride=self.stride,
+            minkowski_k=self.minkowski_k, normalize_by=self.normalize_by,
+            ignore_index=self.ignore_index, from_logits=self.from_logits,
+            implementation=self.implementation)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(kernel_size=self.kernel_size, stride=self.stride,
+                      minkowski_k=self.minkowski_k, normalize_by=self.normalize_by,
+                      ignore_index=self.ignore_index, from_logits=self.from_logits,
+                      implementation=self.implementation)
+        return config

@@ -1,0 +1,241 @@
+"""LocallyAdaptiveLoss (paper 004, eqs. 2-5) against a slow, obvious per-pixel NumPy loop."""
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_seg_extras as kse
+from keras_seg_extras.losses import LocallyAdaptiveLoss, locally_adaptive_loss
+
+EPS = 1e-6  # the documented epsilon added to the variance of the z-score
+
+
+def reference_loss(labels, logits, kernel_size, stride, minkowski_k, normalize_by, ignore_index):
+    """Eqs. 2-5 of paper 004 written as loops over images, centres and window offsets."""
+    labels = np.asarray(labels)
+    z = np.asarray(logits, dtype="float64")
+    batch, height, width, _ = z.shape
+    x = (z - z.mean(-1, keepdims=True)) / np.sqrt(z.var(-1, keepdims=True) + EPS)
+    r = kernel_size // 2
+    result = []
+    for b in range(batch):
+        losses = []
+        for i in range(0, height, stride):
+            for j in range(0, width, stride):
+                label = labels[b, i, j]
+                if ignore_index is not None and label == ignore_index:
+                    continue
+                pooled, xi = np.zeros(z.shape[-1]), 0.0
+                for u in range(-r, r + 1):
+                    for v in range(-r, r + 1):
+                        ii, jj = i + u, j + v
+                        if not (0 <= ii < height and 0 <= jj < width):
+                            continue
+                        if labels[b, ii, jj] != label:  # also drops ignored neighbours
+                            continue
+                        weight = 2.0 ** (1 - max(abs(u), abs(v)))
+                        pooled += weight * x[b, ii, jj]
+                        xi += 1.0 if normalize_by == "count" else weight
+                f = pooled / xi
+                top = f.max()
+                losses.append(top + np.log(np.exp(f - top).sum()) - f[label])
+        if losses:
+            result.append(np.mean(np.asarray(losses) ** minkowski_k) ** (1.0 / minkowski_k))
+        else:
+            result.append(0.0)
+    return np.asarray(result)
+
+
+def make_inputs(rng, batch=2, height=9, width=11, classes=4, ignore_index=255):
+    """Piecewise-constant regions (interiors) with noisy pixels, ignored pixels and borders."""
+    labels = np.zeros((batch, height, width), "int64")
+    labels[:, :, width // 2:] = 1
+    labels[:, height // 2:, : width // 3] = 2
+    noise = rng.random(labels.shape) < 0.2
+    labels[noise] = rng.integers(0, classes, noise.sum())
+    if ignore_index is not None:
+        labels[rng.random(labels.shape) < 0.1] = ignore_index
+        labels[-1, 0, :] = ignore_index  # an ignored row on the border
+    logits = rng.normal(size=(batch, height, width, classes)).astype("float32") * 2.0
+    return labels, logits
+
+
+def value_and_grad(labels, logits, **kwargs):
+    logits = tf.constant(logits)
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        value = locally_adaptive_loss(labels, logits, **kwargs)
+        total = tf.reduce_sum(value)
+    return value.numpy(), tape.gradient(total, logits).numpy()
+
+
+@pytest.mark.parametrize("kernel_size,stride,minkowski_k,normalize_by", [
+    combo for combo in itertools.product((1, 3, 5), (1, 2), (1, 3), ("count", "weight"))
+])
+def test_matches_per_pixel_reference_and_implementations_agree(
+        rng, kernel_size, stride, minkowski_k, normalize_by):
+    labels, logits = make_inputs(rng)
+    kwargs = dict(kernel_size=kernel_size, stride=stride, minkowski_k=minkowski_k,
+                  normalize_by=normalize_by, ignore_index=255)
+    expected = reference_loss(labels, logits, **kwargs)
+    fast, fast_grad = value_and_grad(labels, logits, implementation="fast", **kwargs)
+    patches, patches_grad = value_and_grad(labels, logits, implementation="patches", **kwargs)
+    np.testing.assert_allclose(fast, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(patches, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fast_grad, patches_grad, rtol=1e-5, atol=1e-5)
+    assert np.all(np.isfinite(fast_grad)) and np.abs(fast_grad).sum() > 0
+
+
+def test_random_labels_worst_case_uses_both_boundary_modes(rng):
+    # Two classes at random: every centre is on a boundary; some have more same-label
+    # neighbours than differing ones (correction mode), others fewer (direct mode).
+    labels = rng.integers(0, 2, (2, 12, 10))
+    logits = rng.normal(size=(2, 12, 10, 3)).astype("float32")
+    padded = np.pad(labels, ((0, 0), (2, 2), (2, 2)), constant_values=-1)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (5, 5), axis=(1, 2))
+    n_same = (windows == labels[..., None, None]).sum((-1, -2))
+    n_diff = ((windows >= 0) & (windows != labels[..., None, None])).sum((-1, -2))
+    assert np.any(n_same > n_diff) and np.any(n_same <= n_diff)
+    kwargs = dict(kernel_size=5, minkowski_k=3)
+    fast, fast_grad = value_and_grad(labels, logits, implementation="fast", **kwargs)
+    patches, patches_grad = value_and_grad(labels, logits, implementation="patches", **kwargs)
+    np.testing.assert_allclose(fast, reference_loss(labels, logits, 5, 1, 3, "count", None),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fast, patches, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fast_grad, patches_grad, rtol=1e-5, atol=1e-5)
+
+
+def test_gradient_matches_finite_differences_of_reference(rng):
+    labels, logits = make_inputs(rng, batch=1, height=5, width=6, classes=3)
+    logits64 = logits.astype("float64")
+    kwargs = dict(kernel_size=3, stride=1, minkowski_k=3, normalize_by="count", ignore_index=255)
+    _, grad = value_and_grad(labels, logits, **kwargs)
+    step = 1e-5
+    for index in [(0, 1, 1, 0), (0, 2, 3, 2), (0, 4, 5, 1), (0, 3, 0, 1)]:
+        plus, minus = logits64.copy(), logits64.copy()
+        plus[index] += step
+        minus[index] -= step
+        numeric = (reference_loss(labels, plus, **kwargs).sum()
+                   - reference_loss(labels, minus, **kwargs).sum()) / (2 * step)
+        np.testing.assert_allclose(grad[index], numeric, rtol=1e-3, atol=1e-5)
+
+
+def test_minkowski_mean_runs_per_image(rng):
+    labels, logits = make_inputs(rng, batch=3)
+    together = locally_adaptive_loss(labels, logits, ignore_index=255).numpy()
+    alone = [locally_adaptive_loss(labels[b:b + 1], logits[b:b + 1], ignore_index=255).numpy()[0]
+             for b in range(3)]
+    np.testing.assert_allclose(together, alone, rtol=1e-6)
+    loss = LocallyAdaptiveLoss(ignore_index=255)
+    np.testing.assert_allclose(float(loss(labels, logits)), np.mean(alone), rtol=1e-5)
+
+
+@pytest.mark.parametrize("implementation", ["fast", "patches"])
+def test_edge_cases(rng, implementation):
+    kwargs = dict(kernel_size=3, ignore_index=255, implementation=implementation)
+    # An image with only ignored pixels gives 0 and zero gradient; a one-class image has no
+    # boundary at all; logits of +-100 and constant prediction vectors stay finite.
+    labels = np.full((4, 6, 6), 255)
+    labels[1] = 2
+    labels[2] = rng.integers(0, 3, (6, 6))
+    labels[3] = 1
+    logits = rng.normal(size=(4, 6, 6, 3)).astype("float32")
+    logits[2] = 100.0 * np.sign(logits[2])
+    logits[3] = 0.7  # constant vectors: x = 0, f = 0, L^S = log C
+    value, grad = value_and_grad(labels, logits, **kwargs)
+    expected = reference_loss(labels, logits, 3, 1, 3, "count", 255)
+    np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-5)
+    assert value[0] == 0.0 and np.all(grad[0] == 0.0)
+    np.testing.assert_allclose(value[3], np.log(3.0), rtol=1e-6)
+    assert np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_inputs_give_finite_float32(rng, dtype):
+    labels, logits = make_inputs(rng)
+    low = tf.cast(tf.constant(logits * 20.0), dtype)
+    with tf.GradientTape() as tape:
+        tape.watch(low)
+        value = locally_adaptive_loss(labels, low, ignore_index=255)
+        total = tf.reduce_sum(value)
+    grad = tape.gradient(total, low)
+    assert value.dtype == tf.float32
+    assert np.all(np.isfinite(value.numpy()))
+    assert np.all(np.isfinite(tf.cast(grad, "float32").numpy()))
+    expected = reference_loss(labels, tf.cast(low, "float32").numpy(), 5, 1, 3, "count", 255)
+    np.testing.assert_allclose(value.numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_label_forms_and_probabilities(rng):
+    labels, logits = make_inputs(rng, ignore_index=None)
+    base = locally_adaptive_loss(labels, logits).numpy()
+    np.testing.assert_allclose(locally_adaptive_loss(labels[..., None], logits), base, rtol=1e-6)
+    onehot = np.eye(4, dtype="float32")[labels]
+    np.testing.assert_allclose(locally_adaptive_loss(onehot, logits), base, rtol=1e-6)
+    probabilities = keras.ops.softmax(logits, axis=-1)
+    np.testing.assert_allclose(locally_adaptive_loss(labels, probabilities, from_logits=False),
+                               base, rtol=1e-4)
+
+
+def test_config_round_trip_and_keras_file(tmp_path, rng):
+    loss = LocallyAdaptiveLoss(kernel_size=3, stride=2, minkowski_k=2, normalize_by="weight",
+                               ignore_index=255, implementation="patches")
+    clone = LocallyAdaptiveLoss.from_config(loss.get_config())
+    assert clone.get_config() == loss.get_config()
+    assert isinstance(keras.losses.deserialize(keras.losses.serialize(loss)), LocallyAdaptiveLoss)
+
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 3, padding="same")(inputs))
+    model.compile(optimizer="sgd", loss=LocallyAdaptiveLoss(kernel_size=3, ignore_index=255))
+    images = rng.normal(size=(4, 8, 8, 3)).astype("float32")
+    labels, _ = make_inputs(rng, batch=4, height=8, width=8)
+    history = model.fit(images, labels, batch_size=2, epochs=1, verbose=0)  # graph mode
+    assert np.isfinite(history.history["loss"][0])
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert isinstance(reloaded.loss, LocallyAdaptiveLoss)
+    assert reloaded.loss.get_config() == model.loss.get_config()
+    np.testing.assert_allclose(reloaded.evaluate(images, labels, verbose=0),
+                               model.evaluate(images, labels, verbose=0), rtol=1e-5)
+
+
+def test_exported_from_package():
+    assert kse.losses.LocallyAdaptiveLoss is LocallyAdaptiveLoss
+    assert kse.losses.locally_adaptive_loss is locally_adaptive_loss
+
+
+@pytest.mark.parametrize("kwargs,argument", [
+    (dict(kernel_size=4), "kernel_size"),
+    (dict(kernel_size=0), "kernel_size"),
+    (dict(stride=0), "stride"),
+    (dict(minkowski_k=0.5), "minkowski_k"),
+    (dict(normalize_by="mean"), "normalize_by"),
+    (dict(implementation="slow"), "implementation"),
+    (dict(ignore_index=2.5), "ignore_index"),
+    (dict(from_logits="yes"), "from_logits"),
+])
+def test_bad_arguments_name_object_argument_and_value(kwargs, argument):
+    with pytest.raises(ValueError, match=f"LocallyAdaptiveLoss: `{argument}`") as info:
+        LocallyAdaptiveLoss(**kwargs)
+    assert repr(next(iter(kwargs.values()))) in str(info.value)
+
+
+def test_bad_inputs(rng, monkeypatch):
+    labels, logits = make_inputs(rng, ignore_index=None)
+    with pytest.raises(ValueError, match=r"LocallyAdaptiveLoss.*label values \[7\]"):
+        locally_adaptive_loss(np.where(labels == 3, 7, labels), logits)
+    with pytest.raises(ValueError, match="LocallyAdaptiveLoss: `y_pred`.*rank 4"):
+        locally_adaptive_loss(labels, logits[0])
+    with pytest.raises(ValueError, match="LocallyAdaptiveLoss: `y_pred`.*at least 2 channels"):
+        locally_adaptive_loss(labels, logits[..., :1])
+    with pytest.raises(ValueError, match="LocallyAdaptiveLoss: `y_true`.*spatial size"):
+        locally_adaptive_loss(labels[:, :-1], logits)
+    with pytest.raises(ValueError, match="LocallyAdaptiveLoss: `y_true`.*4 channels"):
+        locally_adaptive_loss(np.zeros(labels.shape + (3,)), logits)
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(ValueError, match="'patches'.*TensorFlow backend.*'jax'"):
+        locally_adaptive_loss(labels, logits, implementation="patches")
