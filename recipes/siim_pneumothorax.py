@@ -71,6 +71,9 @@ def parse_args(argv=None):
     parser.add_argument("--encoder", default="efficientnet_b4")
     parser.add_argument("--encoder-weights", default=None,
                         help="local weights file for the encoder (nothing is downloaded)")
+    parser.add_argument("--decoder-filters", default=None,
+                        help="five comma-separated decoder filter counts (strides 16 to 1); "
+                             "default: the model's (256,128,64,32,16), (64,48,32,16,8) in --demo")
     parser.add_argument("--stages", default=None,
                         help="JSON list of stages (keys size, epochs, batch_size, accumulation, "
                              "loss in bce_dice|dice|focal|lovasz, learning_rate, swa_epochs); "
@@ -95,8 +98,11 @@ def parse_args(argv=None):
         args = parser.parse_args(argv)
     if isinstance(args.stages, str):
         args.stages = json.loads(args.stages)
+    if isinstance(args.decoder_filters, str):
+        args.decoder_filters = [int(v) for v in args.decoder_filters.split(",")]
     if args.demo:
         args.encoder = "efficientnet_b0" if args.encoder == "efficientnet_b4" else args.encoder
+        args.decoder_filters = args.decoder_filters or [64, 48, 32, 16, 8]
         args.stages = args.stages or DEMO_STAGES
     elif not args.data_dir:
         parser.error("give --data-dir (a SIIM folder) or --demo")
@@ -255,10 +261,13 @@ def build_trainer(args, model, train, val, strategy):
     best = os.path.join(args.output_dir, "best")
     os.makedirs(best, exist_ok=True)
     callbacks = [
-        keras.callbacks.ModelCheckpoint(os.path.join(best, "best_iou.keras"),
-                                        monitor="val_iou", mode="max", save_best_only=True),
-        keras.callbacks.ModelCheckpoint(os.path.join(best, "best_dice.keras"),
-                                        monitor="val_dice", mode="max", save_best_only=True),
+        # Weights only: the optimizer state (two Adam moments per weight) would triple them.
+        keras.callbacks.ModelCheckpoint(os.path.join(best, "best_iou.weights.h5"),
+                                        monitor="val_iou", mode="max", save_best_only=True,
+                                        save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(os.path.join(best, "best_dice.weights.h5"),
+                                        monitor="val_dice", mode="max", save_best_only=True,
+                                        save_weights_only=True),
         keras.callbacks.TensorBoard(os.path.join(args.output_dir, "logs")),
         keras.callbacks.CSVLogger(os.path.join(args.output_dir, "history.csv"), append=True),
     ]
@@ -397,7 +406,8 @@ def main(argv=None):
     with strategy.scope():
         model = kse.models.UNetPlusPlus(encoder=args.encoder, classes=1,
                                         activation="sigmoid",
-                                        encoder_weights=args.encoder_weights)
+                                        encoder_weights=args.encoder_weights,
+                                        decoder_filters=args.decoder_filters)
     trainer = build_trainer(args, model, train, val, strategy)
     histories = trainer.fit()
     # fit() returns the histories of the stages it ran (all of them, or the rest on resume).
@@ -415,14 +425,21 @@ def main(argv=None):
     predicted = kse.inference.postprocess(probabilities, threshold=threshold,
                                           min_area=min_area)
     empty = np.zeros_like(masks)
-    print(f"[validation] all-empty baseline: Dice {dice_score(masks, empty):.4f}, "
-          f"IoU {iou_score(masks, empty):.4f}")
-    print(f"[validation] TTA, threshold 0.5: Dice {dice_score(masks, plain):.4f}, "
-          f"IoU {iou_score(masks, plain):.4f}")
-    print(f"[validation] TTA, threshold {threshold}, min_area {min_area}: Dice {best:.4f}, "
-          f"IoU {iou_score(masks, predicted):.4f}")
+    results = {
+        "baseline_dice": dice_score(masks, empty), "baseline_iou": iou_score(masks, empty),
+        "tta_dice": dice_score(masks, plain), "tta_iou": iou_score(masks, plain),
+        "dice": best, "iou": iou_score(masks, predicted),
+        "threshold": threshold, "min_area": min_area,
+    }
+    print(f"[validation] all-empty baseline: Dice {results['baseline_dice']:.4f}, "
+          f"IoU {results['baseline_iou']:.4f}")
+    print(f"[validation] TTA, threshold 0.5: Dice {results['tta_dice']:.4f}, "
+          f"IoU {results['tta_iou']:.4f}")
+    print(f"[validation] TTA, threshold {threshold}, min_area {min_area}: "
+          f"Dice {results['dice']:.4f}, IoU {results['iou']:.4f}")
 
-    write_submission(args, tta_model, headers, size, threshold, min_area)
+    results["submission"] = write_submission(args, tta_model, headers, size, threshold,
+                                             min_area)
     model.save(os.path.join(args.output_dir, "model.keras"))
     exported = os.path.join(args.output_dir, "saved_model")
     kse.export_saved_model(model, exported, tta="hflip", threshold=threshold)
@@ -430,7 +447,11 @@ def main(argv=None):
     preview = save_preview(args, val, probabilities, predicted, masks)
     if preview:
         print(f"[preview] {preview}")
-    print(f"[done] in {time.time() - started:.0f} s; outputs in {args.output_dir}")
+    results["seconds"] = round(time.time() - started, 1)
+    with open(os.path.join(args.output_dir, "results.json"), "w") as handle:
+        json.dump(results, handle, indent=2)
+    print(f"[done] in {results['seconds']:.0f} s; outputs in {args.output_dir}")
+    return results
 
 
 if __name__ == "__main__":
