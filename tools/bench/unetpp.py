@@ -3,7 +3,11 @@ segmentation-models' ``Unet("efficientnetb4")`` on the same inputs, in one run.
 
 Run (segmentation-models is a bench-only dependency, installed in a separate venv)::
 
-    SM_FRAMEWORK=tf.keras python tools/bench/unetpp.py --sizes 256 512 --iterations 2
+    SM_FRAMEWORK=tf.keras python tools/bench/unetpp.py --sizes 256 512 --iterations 1
+
+The training and inference functions are traced once per model (their signatures have
+``None`` sizes) and warmed up by one call at the first size only, to keep the run short on
+CPU; later sizes are timed from their first call.
 
 Reports parameters, FLOPs and the time of one training step (forward + backward + Adam,
 batch ``--batch``) and of one inference pass, at each size, as absolute numbers and as
@@ -101,7 +105,8 @@ def count_flops(model, size):
     return total
 
 
-def time_model(model, size, batch, iterations):
+def compiled_steps(model):
+    """One traced training step and one inference function per model, for every size."""
     optimizer = keras.optimizers.Adam(1e-4)
     optimizer.build(model.trainable_variables)
     spec = [tf.TensorSpec([None, None, None, 3], tf.float32)]
@@ -118,12 +123,18 @@ def time_model(model, size, batch, iterations):
     def predict(x):
         return model(x, training=False)
 
+    return train_step, predict
+
+
+def time_model(steps, size, batch, iterations, warm_up):
+    train_step, predict = steps
     rng = np.random.default_rng(0)
     x = tf.constant(rng.uniform(0, 255, (batch, size, size, 3)).astype("float32"))
     y = tf.constant((rng.uniform(size=(batch, size, size, 1)) > 0.9).astype("float32"))
     timings = {}
     for name, call in (("train", lambda: train_step(x, y)), ("infer", lambda: predict(x))):
-        call()  # trace / warm up
+        if warm_up:
+            call()  # trace (once per model: the signature has None sizes) and warm up
         start = time.perf_counter()
         for _ in range(iterations):
             np.asarray(call())
@@ -135,7 +146,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=1)
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(0)
     base, base_name = baseline()
@@ -145,9 +156,10 @@ def main(argv=None):
     rows = []
     for name, model in models.items():
         params = model.count_params()
-        for size in args.sizes:
+        steps = compiled_steps(model)
+        for index, size in enumerate(args.sizes):
             flops = count_flops(model, size)
-            timing = time_model(model, size, args.batch, args.iterations)
+            timing = time_model(steps, size, args.batch, args.iterations, warm_up=index == 0)
             rows.append((name, size, params, flops, timing["train"], timing["infer"]))
             print(f"measured {name} at {size}: {timing}", flush=True)
     reference = {row[1]: row for row in rows if row[0] == base_name}
