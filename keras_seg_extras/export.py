@@ -71,15 +71,20 @@ def serving_function(model, threshold=None, multiple=32, uint8_scale=1.0):
         ``serve(images)``: images uint8 or float (B, H, W, C) -> dict of outputs.
     """
 
-    def serve(images):
-        size = tf.shape(images)[1:3]
-        x = tf.cast(images, tf.float32)
-        if images.dtype == tf.uint8 and uint8_scale != 1.0:
-            x = x * uint8_scale
+    @tf.function(reduce_retracing=True)
+    def predict(x):
+        # One traced graph of the model shared by the uint8 and the float endpoints.
+        size = tf.shape(x)[1:3]
         padded = (size + multiple - 1) // multiple * multiple
         x = tf.pad(x, [[0, 0], [0, padded[0] - size[0]], [0, padded[1] - size[1]], [0, 0]])
         probabilities = tf.cast(model(x, training=False), tf.float32)
-        probabilities = probabilities[:, :size[0], :size[1], :]
+        return probabilities[:, :size[0], :size[1], :]
+
+    def serve(images):
+        x = tf.cast(images, tf.float32)
+        if images.dtype == tf.uint8 and uint8_scale != 1.0:
+            x = x * uint8_scale
+        probabilities = predict(x)
         outputs = {"probabilities": probabilities}
         if threshold is not None:
             outputs["mask"] = tf.cast(probabilities > threshold, tf.uint8)
