@@ -74,6 +74,10 @@ def parse_args(argv=None):
     parser.add_argument("--decoder-filters", default=None,
                         help="five comma-separated decoder filter counts (strides 16 to 1); "
                              "default: the model's (256,128,64,32,16), (64,48,32,16,8) in --demo")
+    parser.add_argument("--bn-momentum", type=float, default=None,
+                        help="BatchNorm momentum of every layer (default: keep the model's "
+                             "0.99; 0.9 in --demo, whose few hundred updates would leave "
+                             "0.99's moving statistics near their initial values)")
     parser.add_argument("--stages", default=None,
                         help="JSON list of stages (keys size, epochs, batch_size, accumulation, "
                              "loss in bce_dice|dice|focal|lovasz, learning_rate, swa_epochs); "
@@ -103,6 +107,7 @@ def parse_args(argv=None):
     if args.demo:
         args.encoder = "efficientnet_b0" if args.encoder == "efficientnet_b4" else args.encoder
         args.decoder_filters = args.decoder_filters or [64, 48, 32, 16, 8]
+        args.bn_momentum = 0.9 if args.bn_momentum is None else args.bn_momentum
         args.stages = args.stages or DEMO_STAGES
     elif not args.data_dir:
         parser.error("give --data-dir (a SIIM folder) or --demo")
@@ -408,6 +413,11 @@ def main(argv=None):
                                         activation="sigmoid",
                                         encoder_weights=args.encoder_weights,
                                         decoder_filters=args.decoder_filters)
+    if args.bn_momentum is not None:
+        from keras_seg_extras.training.accumulation import _batchnorm_layers
+
+        for layer in _batchnorm_layers(model):
+            layer.momentum = args.bn_momentum
     trainer = build_trainer(args, model, train, val, strategy)
     histories = trainer.fit()
     # fit() returns the histories of the stages it ran (all of them, or the rest on resume).
