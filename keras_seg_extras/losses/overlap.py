@@ -31,6 +31,7 @@ from keras_seg_extras._common import (
     segmentation_targets,
     static_rank,
 )
+from keras_seg_extras.losses.tilted import _scale_for_distribution
 
 MODES = ("binary", "multilabel", "multiclass")
 
@@ -327,9 +328,27 @@ def lovasz_softmax(y_true, y_pred, classes="present", per_image=False, ignore_in
 
 
 class _OverlapLossBase(keras.losses.Loss):
-    """Stores the arguments, forwards the Keras ones and writes ``get_config``."""
+    """Stores the arguments, forwards the Keras ones and writes ``get_config``.
+
+    ``per_image=False`` makes ``call`` return one scalar for the batch. Keras's reduction
+    divides a loss by the number of ``tf.distribute`` replicas only when the weighted values
+    are not a scalar, so without sample weights such a scalar would reach the summed
+    (all-reduced) gradients unscaled: R times the mean of the replicas' losses. ``__call__``
+    applies the 1/R scaling in exactly that case, so under R replicas the step's loss is the
+    mean over replicas of each replica's batch-global loss (as for ``TiltedCrossEntropy``).
+    """
 
     _arguments = ()
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        value = super().__call__(y_true, y_pred, sample_weight=sample_weight)
+        unscaled_by_keras = (
+            sample_weight is None or len(ops.shape(sample_weight)) == 0
+        ) and getattr(y_pred, "_keras_mask", None) is None  # Keras 3 keeps masks there
+        if (not self.per_image and unscaled_by_keras
+                and self.reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight")):
+            value = _scale_for_distribution(value)
+        return value
 
     def get_config(self):
         config = super().get_config()
@@ -365,7 +384,9 @@ class DiceLoss(_SoftOverlapLoss):
     With ``per_image=False`` (default) the loss is computed over the whole batch and Keras's
     reduction leaves that scalar unchanged (sample weights then only scale it by their
     mean). With ``per_image=True`` each image has its own value and the reduction averages
-    them (sample weights weight images).
+    them (sample weights weight images). Under ``tf.distribute`` (MirroredStrategy) with
+    ``per_image=False`` each replica computes the Dice of its own share of the batch and the
+    step's loss is the mean of those replica values (not the Dice of the global batch).
 
     Example:
         >>> model.compile(loss=DiceLoss("binary", from_logits=True))

@@ -167,6 +167,19 @@ def average_precision_per_class(relevant, scores, weights):
     return ap, total_pos
 
 
+def _gather_replicas(*tensors):
+    """Inside a ``tf.distribute`` replica context with R > 1 replicas: every replica's tensors
+    concatenated along the batch axis in replica order (the global batch); else unchanged."""
+    if keras.backend.backend() != "tensorflow":
+        return tensors
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return tensors
+    return tuple(context.all_gather(tensor, axis=0) for tensor in tensors)
+
+
 @register
 class MeanAveragePrecision(keras.metrics.Metric):
     """Mean average precision over classes, streaming, exact (scikit-learn's definition).
@@ -188,7 +201,9 @@ class MeanAveragePrecision(keras.metrics.Metric):
     Keras's ``fit`` calls ``result()`` after every training batch: with a large capacity,
     prefer evaluating it on validation predictions once per epoch (as
     ``recipes/ladi_multilabel.py`` does) to compiling it as a training metric.
-    Scores must be finite (empty rows are padded with -inf).
+    Scores must be finite (empty rows are padded with -inf). Under ``tf.distribute``
+    (MirroredStrategy) each update gathers the replicas' batches, so every replica holds
+    the global batch and the result equals the one-device value.
 
     Args:
         num_classes: number of classes C.
@@ -209,19 +224,28 @@ class MeanAveragePrecision(keras.metrics.Metric):
                                         integer=True)
         self.threshold = check_number(owner, "threshold", threshold)
         self.capacity = check_number(owner, "capacity", capacity, minimum=1, integer=True)
+        # Under tf.distribute every replica stores the gathered global batch (see
+        # update_state), so the first replica's copy is the whole state: summing the
+        # replicas' buffers (the default for metric variables) would add up scores.
+        first = "only_first_replica"
         self.scores = self.add_variable(shape=(self.capacity + 1, self.num_classes),
-                                        initializer="zeros", name="scores", dtype="float32")
+                                        initializer="zeros", name="scores", dtype="float32",
+                                        aggregation=first)
         self.targets = self.add_variable(shape=(self.capacity + 1, self.num_classes),
-                                         initializer="zeros", name="targets", dtype="float32")
+                                         initializer="zeros", name="targets", dtype="float32",
+                                         aggregation=first)
         self.weights_buffer = self.add_variable(shape=(self.capacity + 1,), initializer="zeros",
-                                                name="sample_weights", dtype="float32")
-        self.seen = self.add_variable(shape=(), initializer="zeros", name="seen", dtype="int32")
+                                                name="sample_weights", dtype="float32",
+                                                aggregation=first)
+        self.seen = self.add_variable(shape=(), initializer="zeros", name="seen", dtype="int32",
+                                      aggregation=first)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         owner = type(self).__name__
         y_true, y_pred = _check_pair(owner, y_true, y_pred, self.num_classes)
         relevant = ops.cast(ops.greater_equal(y_true, self.threshold), "float32")
         weights = _sample_weights(owner, sample_weight, y_pred)
+        relevant, y_pred, weights = _gather_replicas(relevant, y_pred, weights)
         batch = ops.shape(y_pred)[0]
         seen = concrete_numpy(self.seen.value)
         if seen is not None and y_pred.shape[0] is not None and (
