@@ -2,6 +2,8 @@
 
 import keras
 import numpy as np
+
+from tests.training.replicas import two_cpu_replicas
 import pytest
 import tensorflow as tf
 
@@ -110,7 +112,7 @@ def test_fit_attributes_each_loss_to_the_class_of_its_batch(rng):
 
 
 def test_mirrored_strategy_uses_mean_of_replica_losses(rng):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_cpu_replicas()
     images, labels = _one_class_images()
     ds = kse.data.class_sampled_dataset(images, labels, K, batch_size=4, seed=8)
     with strategy.scope():

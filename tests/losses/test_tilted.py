@@ -2,6 +2,8 @@
 
 import keras
 import numpy as np
+
+from tests.training.replicas import two_cpu_replicas
 import pytest
 import tensorflow as tf
 
@@ -222,7 +224,7 @@ def test_keras_save_load_and_fit(tmp_path, rng):
 
 def test_mirrored_strategy_is_mean_of_per_replica_tilts(rng):
     """Under 2 replicas the summed gradient objective is the mean of the sub-batch TCEs."""
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_cpu_replicas()
     labels, logits = _data(rng, b=4)
     loss = TiltedCrossEntropy(t=2.0)
 

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from keras_seg_extras.losses import DropWorst, SoftFocalLoss
+from tests.training.replicas import two_cpu_replicas
 
 
 def ref_bce_per_sample(y, p):
@@ -93,8 +94,7 @@ def test_compiled_graph_with_unknown_batch_size(rng):
 
 
 def test_mirrored_strategy_drops_per_replica(rng):
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    strategy = tf.distribute.MirroredStrategy(devices)
+    strategy = two_cpu_replicas()
     y, p = batch(rng, n=8)
     values = ref_bce_per_sample(y, p)
     loss = DropWorst("binary_crossentropy", k=1)
