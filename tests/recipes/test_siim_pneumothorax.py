@@ -57,9 +57,7 @@ def test_demo_runs_every_step_and_its_outputs_decode_and_serve(tmp_path):
 
     # The SavedModel serves an odd-sized uint8 image and returns a thresholded mask.
     served = tf.saved_model.load(os.path.join(out, "saved_model"))
-    outputs = served.serve(tf.constant(np.zeros((1, 70, 90, 3), np.uint8)))
-    values = {k: v.numpy() for k, v in outputs.items()} if isinstance(outputs, dict) else {
-        "probabilities": outputs.numpy()}
-    assert values["probabilities"].shape == (1, 70, 90, 1)
-    if "mask" in values:
-        assert set(np.unique(values["mask"])) <= {0, 1}
+    outputs = served.serve_uint8(tf.constant(np.zeros((1, 70, 90, 3), np.uint8)))
+    probabilities, mask = outputs["probabilities"].numpy(), outputs["mask"].numpy()
+    assert probabilities.shape == (1, 70, 90, 1) and mask.shape == (1, 70, 90, 1)
+    assert set(np.unique(mask)) <= {0, 1}
