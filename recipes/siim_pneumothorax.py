@@ -360,7 +360,7 @@ def save_preview(args, val, probabilities, predicted, masks):
     count = min(args.preview_count, len(val))
     if not count:
         return None
-    order = sorted(range(len(val)), key=lambda i: -masks[i].sum())[:count]
+    order = sorted(range(len(val)), key=lambda i: -int(masks[i].sum()))[:count]
     size = probabilities.shape[1]
     images = read_images([val[i]["image"] for i in order], size)
     figure, axes = plt.subplots(count, 3, figsize=(7.5, 2.5 * count), squeeze=False)
