@@ -224,9 +224,6 @@ def _fast(labels, x, kernel_size, stride, normalize_by):
     else:  # w = sum_d a_d box_d with a_d = 2^-d (d < r), a_r = 2^(1-r)
         xi = sum(_box_coefficient(d, r) * reduce(valid_map, d, ops.add) for d in range(r + 1))
     xi = ops.maximum(ops.reshape(xi, (-1,)), 1.0)  # 0 only at invalid centres (masked later)
-    safe_labels = ops.maximum(centre_flat, 0)
-    dense_loss = ops.sparse_categorical_crossentropy(safe_labels, conv / xi[:, None],
-                                                     from_logits=True)
 
     # Boundary centres: their k*k neighbours' labels (cheap, no class axis) ...
     bidx = ops.nonzero(boundary)[0]
@@ -248,26 +245,29 @@ def _fast(labels, x, kernel_size, stride, normalize_by):
         xi_b = ops.sum(same_f, axis=1)
     else:
         xi_b = ops.sum(same_f * w_flat[None, :], axis=1)
-    # ... then per boundary centre either its same-label neighbours summed directly, or its
-    # differing-label neighbours subtracted from the convolution, whichever list is shorter.
+    # ... then per boundary centre either its same-label neighbours summed directly (the
+    # convolution is dropped there), or its differing-label neighbours subtracted from the
+    # convolution, whichever list is shorter. All centres then share one expression,
+    #     f = alpha * conv + beta,
+    # alpha = 1/xi inside regions, 1/xi_b or 0 at boundary centres (labels only, no gradient),
+    # beta = the signed sum of the gathered neighbours / xi_b (0 inside regions), and one
+    # cross-entropy over every centre.
     direct = ops.sum(same_f, axis=1) <= ops.sum(ops.cast(differ, "float32"), axis=1)
     chosen = ops.reshape(ops.where(direct[:, None], same, differ), (-1,))
     pair = ops.nonzero(chosen)[0]
     pair_row = pair // (k * k)
-    signed_w = ops.where(direct[:, None], w_flat[None, :], -w_flat[None, :])
+    signed_w = ops.where(direct[:, None], w_flat[None, :], -w_flat[None, :]) / xi_b[:, None]
     source_table = (b * (height * width) + i * width + j)[:, None] + (du * width + dv)[None, :]
     source = ops.take(ops.reshape(source_table, (-1,)), pair)
     pair_w = ops.take(ops.reshape(signed_w, (-1,)), pair)
     gathered = ops.take(ops.reshape(x, (-1, channels)), source, axis=0) * pair_w[:, None]
-    n_boundary = ops.shape(bidx)[0]
-    correction = ops.segment_sum(gathered, pair_row, num_segments=n_boundary)
-    keep = 1.0 - ops.cast(direct, "float32")
-    f_b = (ops.take(conv, bidx, axis=0) * keep[:, None] + correction) / xi_b[:, None]
-    boundary_loss = ops.sparse_categorical_crossentropy(centre_b, f_b, from_logits=True)
-
     n_centres = ops.shape(centre_flat)[0]
-    scattered = ops.segment_sum(boundary_loss, bidx, num_segments=n_centres)
-    loss = ops.where(boundary, scattered, dense_loss)
+    beta = ops.segment_sum(gathered, ops.take(bidx, pair_row), num_segments=n_centres)
+    boundary_alpha = ops.where(direct, 0.0, 1.0 / xi_b)
+    alpha = ops.where(boundary, ops.segment_sum(boundary_alpha, bidx, num_segments=n_centres),
+                      1.0 / xi)
+    f = conv * alpha[:, None] + beta
+    loss = ops.sparse_categorical_crossentropy(ops.maximum(centre_flat, 0), f, from_logits=True)
     return (ops.reshape(loss, (batch, hc * wc)),
             ops.reshape(centre_flat, (batch, hc * wc)))
 
