@@ -219,14 +219,17 @@ def _fast(labels, x, kernel_size, stride, normalize_by):
         conv = ops.depthwise_conv(x_pad, kernel, strides=s, padding="valid")
     conv = ops.reshape(conv, (-1, channels))
     valid_map = ops.cast(padded >= 0, "float32")
+    valid_count = ops.reshape(reduce(valid_map, r, ops.add), (-1,))
     if normalize_by == "count":
-        xi = reduce(valid_map, r, ops.add)
+        xi = valid_count
     else:  # w = sum_d a_d box_d with a_d = 2^-d (d < r), a_r = 2^(1-r)
         xi = sum(_box_coefficient(d, r) * reduce(valid_map, d, ops.add) for d in range(r + 1))
-    xi = ops.maximum(ops.reshape(xi, (-1,)), 1.0)  # 0 only at invalid centres (masked later)
+        xi = ops.reshape(xi, (-1,))
+    xi = ops.maximum(xi, 1.0)  # 0 only at invalid centres (masked later)
 
-    # Boundary centres: their k*k neighbours' labels (cheap, no class axis) ...
-    bidx = ops.nonzero(boundary)[0]
+    # Boundary centres: a (n_boundary, k*k) table of their neighbours' labels (no class axis;
+    # int32 and few operations on it, as it is the largest thing here besides x) ...
+    bidx = ops.cast(ops.nonzero(boundary)[0], "int32")
     b = bidx // (hc * wc)
     rest = bidx % (hc * wc)
     i = (rest // wc) * s
@@ -236,15 +239,13 @@ def _fast(labels, x, kernel_size, stride, normalize_by):
     padded_index = (b * (hp * wp) + i * wp + j)[:, None] + ((du + r) * wp + dv + r)[None, :]
     nbr_labels = ops.take(ops.reshape(padded, (-1,)), padded_index)
     centre_b = ops.take(centre_flat, bidx)
-    nbr_valid = nbr_labels >= 0
-    same = nbr_valid & (nbr_labels == centre_b[:, None])
-    differ = nbr_valid & (nbr_labels != centre_b[:, None])
+    same = nbr_labels == centre_b[:, None]  # centre_b >= 0, so `same` implies a valid neighbour
+    same_count = ops.sum(ops.cast(same, "float32"), axis=1)
     w_flat = weights.reshape(-1)
-    same_f = ops.cast(same, "float32")
     if normalize_by == "count":
-        xi_b = ops.sum(same_f, axis=1)
+        xi_b = same_count
     else:
-        xi_b = ops.sum(same_f * w_flat[None, :], axis=1)
+        xi_b = ops.sum(ops.where(same, w_flat[None, :], 0.0), axis=1)
     # ... then per boundary centre either its same-label neighbours summed directly (the
     # convolution is dropped there), or its differing-label neighbours subtracted from the
     # convolution, whichever list is shorter. All centres then share one expression,
@@ -252,14 +253,15 @@ def _fast(labels, x, kernel_size, stride, normalize_by):
     # alpha = 1/xi inside regions, 1/xi_b or 0 at boundary centres (labels only, no gradient),
     # beta = the signed sum of the gathered neighbours / xi_b (0 inside regions), and one
     # cross-entropy over every centre.
-    direct = ops.sum(same_f, axis=1) <= ops.sum(ops.cast(differ, "float32"), axis=1)
-    chosen = ops.reshape(ops.where(direct[:, None], same, differ), (-1,))
-    pair = ops.nonzero(chosen)[0]
+    direct = same_count <= ops.take(valid_count, bidx) - same_count
+    chosen = (nbr_labels >= 0) & (same == direct[:, None])  # same where direct, else differ
+    pair = ops.cast(ops.nonzero(ops.reshape(chosen, (-1,)))[0], "int32")
     pair_row = pair // (k * k)
-    signed_w = ops.where(direct[:, None], w_flat[None, :], -w_flat[None, :]) / xi_b[:, None]
-    source_table = (b * (height * width) + i * width + j)[:, None] + (du * width + dv)[None, :]
-    source = ops.take(ops.reshape(source_table, (-1,)), pair)
-    pair_w = ops.take(ops.reshape(signed_w, (-1,)), pair)
+    pair_offset = pair % (k * k)
+    source = ops.take(b * (height * width) + i * width + j, pair_row) + ops.take(
+        du * width + dv, pair_offset)
+    sign_over_xi = ops.where(direct, 1.0, -1.0) / xi_b
+    pair_w = ops.take(w_flat, pair_offset) * ops.take(sign_over_xi, pair_row)
     gathered = ops.take(ops.reshape(x, (-1, channels)), source, axis=0) * pair_w[:, None]
     n_centres = ops.shape(centre_flat)[0]
     beta = ops.segment_sum(gathered, ops.take(bidx, pair_row), num_segments=n_centres)
