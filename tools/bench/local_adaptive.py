@@ -5,31 +5,36 @@ regions folded to 21 classes, 256 px) and on uniformly random labels (every pixe
 boundary, the worst case), it measures in one run:
 
 - forward + backward time (loss and its gradient with respect to the logits, one
-  ``tf.function`` each, no XLA), best of a few runs, the three losses interleaved so that a
-  shared machine's load hits them alike;
-- peak memory of that forward + backward: the rise of the process's resident set (VmHWM -
-  VmRSS before the call, after resetting VmHWM through /proc/self/clear_refs). TensorFlow's
-  CPU allocator has no statistics (tf.config.experimental.get_memory_info raises on CPU) and
-  tracemalloc does not see it, so the script re-executes itself with
-  MALLOC_MMAP_THRESHOLD_=65536: every large buffer is then mmapped and returned to the OS when
-  freed, and the peak RSS rise is the peak of the live tensors (inputs excluded);
-- one training step (``model.train_on_batch``) of ``kse.models.small_unet`` with filters
-  (16, 32, 64, 128) (a stand-in for the U-Net++ of issue 7, which is not merged yet) with
-  cross-entropy, the fast and the patches loss at the middle kernel (5), on the real maps.
+  ``tf.function`` each, no XLA), the median of ``--repeats`` runs, the three losses
+  interleaved so that a shared machine's load hits them alike;
+- peak memory of that forward + backward, in a child process: the rise of its resident set
+  (VmHWM - VmRSS before the call, after resetting VmHWM through /proc/self/clear_refs).
+  TensorFlow's CPU allocator has no statistics (tf.config.experimental.get_memory_info raises
+  on CPU) and tracemalloc does not see it, so the child runs with MALLOC_MMAP_THRESHOLD_=65536:
+  every large buffer is then mmapped and returned to the OS when freed, and the peak RSS rise
+  is the peak of the live tensors (inputs excluded). Times are not taken there: with that
+  setting every new tensor is fresh pages (page faults), which penalises an implementation in
+  proportion to how many buffers it allocates (a ~6.4x -> ~8.1x swing for the fast loss)
+  and is not how a training process allocates;
+- one training step (``model.train_on_batch``, Adam) with cross-entropy, the fast and the
+  patches loss at the middle kernel (5), on the real maps, for two models: the smallest
+  ``kse.models.UNetPlusPlus`` (EfficientNet-B0 encoder, random weights, the default decoder)
+  and the much lighter ``kse.models.small_unet`` (filters 16-128), where the loss is a larger
+  share of the step.
 
-Usage: python tools/bench/local_adaptive.py [--kernels 3 5 7] [--repeats 3] [--no-train]
-Linux only (reads /proc). Takes about 3 minutes on 2 CPU cores.
+Usage: python tools/bench/local_adaptive.py [--kernels 3 5 7] [--repeats 5] [--no-train]
+Linux only (reads /proc). Takes about 6 minutes on 2 CPU cores.
 """
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 
-if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and __name__ == "__main__":
-    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.execv(sys.executable, [sys.executable] + sys.argv)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -95,75 +100,135 @@ def local_adaptive(kernel_size, implementation):
     return loss
 
 
-def measure(steps, labels, logits, repeats):
-    """Interleaved timing; peak memory from the first measured call of each."""
+def time_steps(steps, labels, logits, repeats):
+    """Interleaved timing: the median seconds of each step over ``repeats`` runs."""
     for step in steps.values():
         step(labels, logits)[1].numpy()  # trace and warm up
     times = {name: [] for name in steps}
-    memory = {}
-    for rep in range(repeats):
+    for _ in range(repeats):
         for name, step in steps.items():
-            seconds, rise = peak_rise(lambda: step(labels, logits)[1].numpy())
-            times[name].append(seconds)
-            memory.setdefault(name, rise)
-    return {name: min(t) for name, t in times.items()}, memory
+            start = time.perf_counter()
+            step(labels, logits)[1].numpy()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def loss_table(label_sets, kernels, repeats):
+def memory_steps(steps, labels, logits):
+    """Peak resident-set rise of one call of each step (after a warm-up call)."""
+    memory = {}
+    for name, step in steps.items():
+        step(labels, logits)[1].numpy()
+        memory[name] = peak_rise(lambda: step(labels, logits)[1].numpy())[1]
+    return memory
+
+
+def label_sets():
+    real = real_labels()
+    random = np.random.default_rng(2).integers(0, CLASSES, real.shape).astype("int32")
+    return {"brain (real)": real, "random": random}
+
+
+def loss_steps(k):
+    return {"ce": gradient_step(cross_entropy),
+            "fast": gradient_step(local_adaptive(k, "fast")),
+            "patches": gradient_step(local_adaptive(k, "patches"))}
+
+
+def logits_tensor():
     rng = np.random.default_rng(0)
-    logits = tf.constant(rng.normal(size=(BATCH, SIZE, SIZE, CLASSES)).astype("float32"))
-    rows = []
-    for set_name, labels_np in label_sets.items():
-        labels = tf.constant(labels_np)
+    return tf.constant(rng.normal(size=(BATCH, SIZE, SIZE, CLASSES)).astype("float32"))
+
+
+def memory_child(kernels):
+    """Run in a child with MALLOC_MMAP_THRESHOLD_ set: print {"set/k/loss": bytes} as JSON."""
+    logits = logits_tensor()
+    result = {}
+    for set_name, labels_np in label_sets().items():
         for k in kernels:
-            steps = {"ce": gradient_step(cross_entropy),
-                     "fast": gradient_step(local_adaptive(k, "fast")),
-                     "patches": gradient_step(local_adaptive(k, "patches"))}
-            times, memory = measure(steps, labels, logits, repeats)
-            rows.append((set_name, k, boundary_fraction(labels_np, k), times, memory))
+            memory = memory_steps(loss_steps(k), tf.constant(labels_np), logits)
+            result.update({f"{set_name}/{k}/{name}": value for name, value in memory.items()})
+    print("MEMORY " + json.dumps(result), flush=True)
+
+
+def measure_memory(kernels):
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    command = [sys.executable, os.path.abspath(__file__), "--memory-child", "--kernels",
+               *map(str, kernels)]
+    output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+    line = [row for row in output.splitlines() if row.startswith("MEMORY ")][-1]
+    return json.loads(line[len("MEMORY "):])
+
+
+def loss_table(sets, kernels, repeats, memory):
+    logits = logits_tensor()
+    rows = []
+    for set_name, labels_np in sets.items():
+        for k in kernels:
+            times = time_steps(loss_steps(k), tf.constant(labels_np), logits, repeats)
+            mem = {name: memory[f"{set_name}/{k}/{name}"] for name in times}
+            rows.append((set_name, k, boundary_fraction(labels_np, k), times, mem))
             print(f"  measured {set_name} k={k}", flush=True)
     return rows
 
 
+MODELS = {
+    "UNetPlusPlus efficientnet_b0": lambda: kse.models.UNetPlusPlus(
+        encoder="efficientnet_b0", input_shape=(SIZE, SIZE, 1), classes=CLASSES,
+        activation=None),
+    "small_unet (16, 32, 64, 128)": lambda: kse.models.small_unet(
+        (SIZE, SIZE, 1), classes=CLASSES, activation=None, filters=(16, 32, 64, 128)),
+}
+
+
 def training_table(labels_np, kernels, repeats):
+    """{model: {loss: median step seconds}}, the three losses interleaved per model."""
     rng = np.random.default_rng(1)
     images = rng.normal(size=(BATCH, SIZE, SIZE, 1)).astype("float32")
-    losses = {"cross-entropy": keras.losses.SparseCategoricalCrossentropy(from_logits=True)}
     middle = kernels[len(kernels) // 2]
-    losses[f"fast k={middle}"] = kse.losses.LocallyAdaptiveLoss(kernel_size=middle)
-    losses[f"patches k={middle}"] = kse.losses.LocallyAdaptiveLoss(
-        kernel_size=middle, implementation="patches")
-    models = {}
-    for name, loss in losses.items():
-        keras.utils.set_random_seed(0)
-        model = kse.models.small_unet((SIZE, SIZE, 1), classes=CLASSES, activation=None,
-                                      filters=(16, 32, 64, 128))
-        model.compile(optimizer="adam", loss=loss)
-        model.train_on_batch(images, labels_np)  # trace and warm up
-        models[name] = model
-    times = {name: [] for name in models}
-    for rep in range(repeats):
-        for name, model in models.items():
-            start = time.perf_counter()
-            model.train_on_batch(images, labels_np)
-            times[name].append(time.perf_counter() - start)
-    return {name: min(t) for name, t in times.items()}
+    losses = {"cross-entropy": lambda: keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True),
+        f"fast k={middle}": lambda: kse.losses.LocallyAdaptiveLoss(kernel_size=middle),
+        f"patches k={middle}": lambda: kse.losses.LocallyAdaptiveLoss(
+            kernel_size=middle, implementation="patches")}
+    table = {}
+    for model_name, build in MODELS.items():
+        models = {}
+        for name, loss in losses.items():
+            keras.utils.set_random_seed(0)
+            model = build()
+            model.compile(optimizer="adam", loss=loss())
+            model.train_on_batch(images, labels_np)  # trace and warm up
+            models[name] = model
+        times = {name: [] for name in models}
+        for _ in range(repeats):
+            for name, model in models.items():
+                start = time.perf_counter()
+                model.train_on_batch(images, labels_np)
+                times[name].append(time.perf_counter() - start)
+        table[model_name] = {name: float(np.median(t)) for name, t in times.items()}
+        print(f"  measured training step {model_name}", flush=True)
+    return table
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kernels", type=int, nargs="+", default=[3, 5, 7])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_child:
+        memory_child(args.kernels)
+        return
     started = time.perf_counter()
 
-    real = real_labels()
-    random = np.random.default_rng(2).integers(0, CLASSES, real.shape).astype("int32")
-    rows = loss_table({"brain (real)": real, "random": random}, args.kernels, args.repeats)
+    memory = measure_memory(args.kernels)
+    print("  measured peak memory (child process)", flush=True)
+    sets = label_sets()
+    rows = loss_table(sets, args.kernels, args.repeats, memory)
     mb = 2.0 ** 20
-    print(f"\nLoss forward+backward at ({BATCH}, {SIZE}, {SIZE}, {CLASSES}), best of "
-          f"{args.repeats}; memory = peak RSS rise during one call")
+    print(f"\nLoss forward+backward at ({BATCH}, {SIZE}, {SIZE}, {CLASSES}), median of "
+          f"{args.repeats}; memory = peak RSS rise during one call (child process)")
     print("| labels | k | boundary px | CE ms | fast ms | patches ms | fast/CE time "
           "| patches/fast time | CE MB | fast MB | patches MB | fast/CE mem | patches/fast mem |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -174,15 +239,16 @@ def main(argv=None):
               f"| {m['patches'] / mb:.0f} | {m['fast'] / max(m['ce'], 1):.2f}x "
               f"| {m['patches'] / max(m['fast'], 1):.2f}x |")
     if not args.no_train:
-        times = training_table(real, args.kernels, args.repeats)
-        base = times["cross-entropy"]
-        print(f"\nTraining step (train_on_batch) of small_unet filters (16, 32, 64, 128), "
-              f"batch {BATCH} at {SIZE} px, {CLASSES} classes, brain labels, best of "
-              f"{args.repeats}")
-        print("| loss | step ms | vs cross-entropy |")
-        print("|---|---|---|")
-        for name, seconds in times.items():
-            print(f"| {name} | {seconds * 1e3:.0f} | {(seconds / base - 1) * 100:+.1f}% |")
+        table = training_table(sets["brain (real)"], args.kernels, args.repeats)
+        print(f"\nTraining step (train_on_batch, Adam), batch {BATCH} at {SIZE} px, 1 input "
+              f"channel, {CLASSES} classes, brain labels, median of {args.repeats}")
+        print("| model | loss | step ms | vs cross-entropy |")
+        print("|---|---|---|---|")
+        for model_name, times in table.items():
+            base = times["cross-entropy"]
+            for name, seconds in times.items():
+                print(f"| {model_name} | {name} | {seconds * 1e3:.0f} "
+                      f"| {(seconds / base - 1) * 100:+.1f}% |")
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
 
 
