@@ -60,9 +60,33 @@ def encoder_names():
     return tuple(ENCODERS)
 
 
-def _resolve_weights(owner, encoder_weights):
-    if encoder_weights is None or encoder_weights == "imagenet":
-        return encoder_weights
+def imagenet_cache_path(name):
+    """Where keras keeps the ImageNet no-top weights of encoder ``name`` once downloaded:
+    ``$KERAS_HOME/models/<file>`` (``~/.keras/models`` by default), with keras' own file name
+    (``efficientnetb4_notop.h5``, ``resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5``)."""
+    constructor_name = ENCODERS[name][0]
+    if constructor_name.startswith("EfficientNet"):
+        file_name = f"{constructor_name.lower()}_notop.h5"
+    else:
+        file_name = f"{constructor_name.lower()}_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return os.path.join(home, "models", file_name)
+
+
+def _resolve_weights(owner, name, encoder_weights):
+    if encoder_weights is None:
+        return None
+    if isinstance(encoder_weights, str) and encoder_weights == "imagenet":
+        path = imagenet_cache_path(name)
+        if not os.path.isfile(path):
+            raise ValueError(
+                f"{owner}: `encoder_weights`='imagenet' reads keras' cached weights file "
+                f"{path}, which does not exist; keras-seg-extras never downloads weights. "
+                f"Fetch that file on a connected machine (it is what "
+                f"keras.applications.{ENCODERS[name][0]}(include_top=False, weights='imagenet') "
+                f"saves there) and either copy it to that path or pass its local path: "
+                f"encoder_weights='/path/to/{os.path.basename(path)}'.")
+        return path
     if not isinstance(encoder_weights, (str, os.PathLike)):
         fail(owner, "encoder_weights", encoder_weights,
              "must be None, 'imagenet' or the path of a local weights file")
@@ -86,8 +110,9 @@ def build_encoder(name, inputs, encoder_weights=None, owner="build_encoder"):
         inputs: a symbolic ``keras.Input``-derived tensor (B, H, W, 3), RGB in [0, 255].
         encoder_weights: None (random initialisation), a local weights file (the
             ``*_notop.h5`` / ``.weights.h5`` file of the keras.applications model), or
-            ``"imagenet"`` (keras' own download into ``~/.keras/models``; fails offline with a
-            message explaining how to pass a local file).
+            ``"imagenet"``: the file keras caches in ``$KERAS_HOME/models`` (see
+            :func:`imagenet_cache_path`). Nothing is ever downloaded; a missing file raises a
+            ``ValueError`` naming the file to fetch.
         owner: the object named in error messages.
 
     Returns:
@@ -100,22 +125,11 @@ def build_encoder(name, inputs, encoder_weights=None, owner="build_encoder"):
         [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)]
     """
     check_choice(owner, "encoder", name, tuple(ENCODERS))
-    weights = _resolve_weights(owner, encoder_weights)
+    weights = _resolve_weights(owner, name, encoder_weights)
     constructor_name, skip_names, preprocessing = ENCODERS[name]
     constructor = getattr(keras.applications, constructor_name)
     x = inputs
     if preprocessing == "caffe":
         x = CaffePreprocessing(name="caffe_preprocessing")(x)
-    try:
-        base = constructor(include_top=False, weights=weights, input_tensor=x)
-    except Exception as error:  # the download of "imagenet" weights failed (offline, proxy)
-        if weights != "imagenet":
-            raise
-        raise ValueError(
-            f"{owner}: `encoder_weights`='imagenet' needs keras to download the "
-            f"{constructor_name} no-top weights, which failed ({type(error).__name__}: {error}). "
-            f"Offline, download the file on a connected machine (it is what "
-            f"keras.applications.{constructor_name}(include_top=False, weights='imagenet') "
-            f"fetches into ~/.keras/models/) and pass its local path: "
-            f"encoder_weights='/path/to/{constructor_name.lower()}_notop.h5'.") from error
+    base = constructor(include_top=False, weights=weights, input_tensor=x)
     return [base.get_layer(skip).output for skip in skip_names]

@@ -187,7 +187,7 @@ def UNetPlusPlus(encoder="efficientnet_b4", input_shape=(None, None, 3), classes
         activation: "sigmoid", "softmax" or None (logits). The output layer computes in float32.
         decoder: "simplified" (the report's) or "nested" (Zhou et al.).
         encoder_weights: None, a local weights file of the keras.applications encoder, or
-            "imagenet" (keras' download; offline it fails with a message on passing a file).
+            "imagenet" (keras' cached file in $KERAS_HOME/models; never downloaded).
         decoder_filters: five filter counts for the decoder outputs at strides 16, 8, 4, 2 and
             1; default (256, 128, 64, 32, 16). The simplified decoder's centre block (stride 32)
             uses twice the first.

@@ -2,9 +2,11 @@
 the stride the table claims (EfficientNet-B0 and ResNet50 here at 64 px; EfficientNet-B4 in the
 slow test of test_unet_plus_plus.py)."""
 
+import h5py
 import keras
 import numpy as np
 import pytest
+from keras.src.legacy.saving import legacy_h5_format
 
 from keras_seg_extras.models.encoders import (
     ENCODERS,
@@ -12,6 +14,7 @@ from keras_seg_extras.models.encoders import (
     CaffePreprocessing,
     build_encoder,
     encoder_names,
+    imagenet_cache_path,
 )
 
 
@@ -74,12 +77,30 @@ def test_bad_encoder_and_weights_raise_clear_errors(tmp_path):
         build_encoder("efficientnet_b0", inputs, encoder_weights=3)
 
 
-def test_imagenet_offline_explains_how_to_pass_a_local_file(monkeypatch):
+def test_imagenet_reads_only_the_keras_cache_and_never_downloads(tmp_path, monkeypatch):
     from keras.src.utils import file_utils
 
-    def offline(*args, **kwargs):
-        raise Exception("URL fetch failure: network is unreachable")
+    def no_download(*args, **kwargs):
+        raise AssertionError("keras' get_file was called: a download was attempted")
 
-    monkeypatch.setattr(file_utils, "get_file", offline)
-    with pytest.raises(ValueError, match=r"encoder_weights`='imagenet'.*local path.*notop"):
+    monkeypatch.setattr(file_utils, "get_file", no_download)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    expected = tmp_path / "models" / "efficientnetb0_notop.h5"
+    assert imagenet_cache_path("efficientnet_b0") == str(expected)
+    assert imagenet_cache_path("resnet50").endswith(
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    with pytest.raises(ValueError, match=r"encoder_weights`='imagenet'.*efficientnetb0_notop\.h5"
+                                         r".*never downloads.*local path"):
         build_encoder("efficientnet_b0", keras.Input((64, 64, 3)), encoder_weights="imagenet")
+
+    # With the file in the cache it is loaded from there.
+    source = keras.applications.EfficientNetB0(include_top=False, weights=None,
+                                               input_shape=(None, None, 3))
+    expected.parent.mkdir()
+    with h5py.File(expected, "w") as handle:  # keras' legacy .h5 layout, as the download has
+        legacy_h5_format.save_weights_to_hdf5_group(handle, source)
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, build_encoder("efficientnet_b0", inputs,
+                                              encoder_weights="imagenet"))
+    np.testing.assert_array_equal(model.get_layer("top_conv").get_weights()[0],
+                                  source.get_layer("top_conv").get_weights()[0])
