@@ -206,7 +206,7 @@ def _fast(labels, x, kernel_size, stride, normalize_by):
     reduce = _WindowReduce(r, s, height, width)
     window_max = reduce(padded, r, ops.maximum)
     window_min = reduce(ops.where(padded < 0, 2 ** 30, padded), r, ops.minimum)
-    boundary = centre_valid & ops.reshape(window_max != window_min, (-1,))
+    boundary = centre_valid & ops.reshape(ops.not_equal(window_max, window_min), (-1,))
 
     # Interior centres: every valid pixel of the window shares the centre's label, so the sum
     # of eq. 2 is one fixed depthwise convolution of x (x is 0 at ignored pixels and outside
@@ -239,7 +239,8 @@ def _fast(labels, x, kernel_size, stride, normalize_by):
     padded_index = (b * (hp * wp) + i * wp + j)[:, None] + ((du + r) * wp + dv + r)[None, :]
     nbr_labels = ops.take(ops.reshape(padded, (-1,)), padded_index)
     centre_b = ops.take(centre_flat, bidx)
-    same = nbr_labels == centre_b[:, None]  # centre_b >= 0, so `same` implies a valid neighbour
+    # Tensor comparisons go through ops.equal: `==` is Python identity in TF1-style graphs.
+    same = ops.equal(nbr_labels, centre_b[:, None])  # centre_b >= 0: `same` implies valid
     same_count = ops.sum(ops.cast(same, "float32"), axis=1)
     w_flat = weights.reshape(-1)
     if normalize_by == "count":
@@ -254,7 +255,7 @@ def _fast(labels, x, kernel_size, stride, normalize_by):
     # beta = the signed sum of the gathered neighbours / xi_b (0 inside regions), and one
     # cross-entropy over every centre.
     direct = same_count <= ops.take(valid_count, bidx) - same_count
-    chosen = (nbr_labels >= 0) & (same == direct[:, None])  # same where direct, else differ
+    chosen = (nbr_labels >= 0) & ops.equal(same, direct[:, None])  # same if direct, else differ
     pair = ops.cast(ops.nonzero(ops.reshape(chosen, (-1,)))[0], "int32")
     pair_row = pair // (k * k)
     pair_offset = pair % (k * k)
@@ -294,7 +295,7 @@ def _patches(labels, x, kernel_size, stride, normalize_by):
     shape = tf.shape(patches)
     patches = tf.reshape(patches, [shape[0], shape[1], shape[2], k * k, channels])
     centre = tf.cast(labels[:, ::s, ::s], "float32")
-    mu = tf.cast((label_patches == centre[..., None]) & (label_patches >= 0), "float32")
+    mu = tf.cast(tf.equal(label_patches, centre[..., None]) & (label_patches >= 0), "float32")
     pooled = tf.reduce_sum(patches * (mu * weights)[..., None], axis=3)
     xi = tf.reduce_sum(mu if normalize_by == "count" else mu * weights, axis=3)
     f = tf.reshape(pooled / tf.maximum(xi, 1.0)[..., None], [shape[0], -1, channels])

@@ -239,3 +239,14 @@ def test_bad_inputs(rng, monkeypatch):
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     with pytest.raises(ValueError, match="'patches'.*TensorFlow backend.*'jax'"):
         locally_adaptive_loss(labels, logits, implementation="patches")
+
+
+def test_fast_is_right_in_a_tf1_style_graph(rng):
+    # Inside a tf.compat.v1 Graph (outside tf.function) `tensor == tensor` is Python identity,
+    # not elementwise: the fast path must compare with ops.equal to stay right there too.
+    labels, logits = make_inputs(rng, ignore_index=None)
+    expected = reference_loss(labels, logits, 3, 1, 3, "count", None)
+    with tf.Graph().as_default() as graph:
+        value = locally_adaptive_loss(tf.constant(labels), tf.constant(logits), kernel_size=3)
+        with tf.compat.v1.Session(graph=graph) as session:
+            np.testing.assert_allclose(session.run(value), expected, rtol=1e-5, atol=1e-5)
