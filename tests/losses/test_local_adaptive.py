@@ -250,3 +250,31 @@ def test_fast_is_right_in_a_tf1_style_graph(rng):
         value = locally_adaptive_loss(tf.constant(labels), tf.constant(logits), kernel_size=3)
         with tf.compat.v1.Session(graph=graph) as session:
             np.testing.assert_allclose(session.run(value), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("path", ["_row_sums_sparse", "_row_sums_gather"])
+def test_weighted_row_sums_both_paths_match_numpy_with_gradient(rng, path):
+    # The boundary correction of the fast version: out[t] = sum_p w_p x[source_p] over the pairs
+    # p aimed at t. TensorFlow uses a sparse matmul; other backends the gather path.
+    from keras_seg_extras.losses import local_adaptive
+
+    x = rng.normal(size=(7, 3)).astype("float32")
+    source = np.array([0, 2, 2, 6, 1, 0], "int32")
+    target = np.array([0, 0, 1, 3, 3, 4], "int32")  # sorted, as the fast version emits them
+    weight = rng.normal(size=6).astype("float32")
+    expected = np.zeros((5, 3), "float32")
+    for s, t, w in zip(source, target, weight):
+        expected[t] += w * x[s]
+    upstream = rng.normal(size=(5, 3)).astype("float32")
+    expected_grad = np.zeros_like(x)
+    for s, t, w in zip(source, target, weight):
+        expected_grad[s] += w * upstream[t]
+    variable = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(variable)
+        out = getattr(local_adaptive, path)(variable, tf.constant(source), tf.constant(target),
+                                            tf.constant(weight), 5)
+        total = tf.reduce_sum(out * upstream)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(tf.convert_to_tensor(tape.gradient(total, variable)), expected_grad,
+                               rtol=1e-6, atol=1e-6)
