@@ -19,13 +19,16 @@ Two implementations with the same values and gradients:
 
 - ``"patches"``: the plain reading with ``tf.image.extract_patches`` (TensorFlow only). It holds
   a (B, H/s, W/s, k*k*C) tensor: k*k times the memory of the logits, twice over with its gradient.
-- ``"fast"`` (default, ``keras.ops`` only): never builds the patch tensor. Where every valid
-  neighbour of a centre shares its label (the interior of regions), sum_q mu w x_q is one fixed
-  depthwise convolution of the masked x. Only centres next to a label boundary need label-
-  dependent work, and for those only a list of (centre, neighbour) pairs is gathered: for each
-  boundary centre whichever set is smaller, its same-label neighbours (summed directly) or its
-  differing-label neighbours (subtracted from the convolution). The gathered rows number at most
-  k*k/2 per boundary centre and about 1-3 per centre on real label maps and on random labels.
+- ``"fast"`` (default, ``keras.ops``; one TensorFlow-only speed-up with a keras.ops fallback):
+  never builds the patch tensor. Where every valid neighbour of a centre shares its label (the
+  interior of regions), sum_q mu w x_q is one fixed depthwise convolution of the masked x. Only
+  centres next to a label boundary need label-dependent work, and for those only a list of
+  (centre, neighbour) pairs is used: for each boundary centre whichever set is smaller, its
+  same-label neighbours (summed directly, the convolution dropped) or its differing-label
+  neighbours (subtracted from the convolution). The pairs number at most k*k/2 per boundary
+  centre and about 1-3 per centre on real label maps and on random labels; their weighted sum
+  is a sparse matrix times x. Every centre then shares f = alpha * conv + beta and one
+  cross-entropy.
 """
 
 import keras

@@ -278,3 +278,13 @@ def test_weighted_row_sums_both_paths_match_numpy_with_gradient(rng, path):
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(tf.convert_to_tensor(tape.gradient(total, variable)), expected_grad,
                                rtol=1e-6, atol=1e-6)
+
+
+def test_batch_without_any_boundary_centre(rng):
+    # No pairs at all: the sparse correction is an empty matrix and every centre is interior.
+    labels = np.ones((2, 5, 7), "int64")
+    logits = rng.normal(size=(2, 5, 7, 3)).astype("float32")
+    value, grad = value_and_grad(labels, logits, kernel_size=5)
+    np.testing.assert_allclose(value, reference_loss(labels, logits, 5, 1, 3, "count", None),
+                               rtol=1e-5, atol=1e-5)
+    assert np.all(np.isfinite(grad)) and np.any(grad != 0)
