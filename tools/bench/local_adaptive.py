@@ -16,6 +16,8 @@ boundary, the worst case), it measures in one run:
   setting every new tensor is fresh pages (page faults), which penalises an implementation in
   proportion to how many buffers it allocates (a ~6.4x -> ~8.1x swing for the fast loss)
   and is not how a training process allocates;
+- where the time goes at the middle kernel: the z-score, the depthwise convolution and the
+  dense chain (both plus cross-entropy, no boundary work) timed alone, against cross-entropy;
 - one training step (``model.train_on_batch``, Adam) with cross-entropy, the fast and the
   patches loss at the middle kernel (5), on the real maps, for two models: the smallest
   ``kse.models.UNetPlusPlus`` (EfficientNet-B0 encoder, random weights, the default decoder)
@@ -23,7 +25,7 @@ boundary, the worst case), it measures in one run:
   share of the step.
 
 Usage: python tools/bench/local_adaptive.py [--kernels 3 5 7] [--repeats 5] [--no-train]
-Linux only (reads /proc). Takes about 6 minutes on 2 CPU cores.
+Linux only (reads /proc). Takes about 10 minutes on 2 CPU cores.
 """
 
 import argparse
@@ -171,6 +173,33 @@ def loss_table(sets, kernels, repeats, memory):
     return rows
 
 
+def floor_table(labels_np, kernel_size, repeats):
+    """The parts every exact dense formulation pays, timed alone on the same tensors (forward
+    + backward): the z-score, the fixed k x k depthwise convolution, and both plus the
+    cross-entropy with no boundary work at all (not the loss: wrong at boundary centres)."""
+    from keras_seg_extras.losses import local_adaptive as la
+
+    weights = la.chessboard_weights(kernel_size)
+    kernel = tf.constant(np.tile(weights[:, :, None, None], (1, 1, CLASSES, 1)))
+    valid = tf.ones((BATCH, SIZE, SIZE, 1))
+
+    def zscore(labels, logits):
+        return la._masked_zscore(logits, valid)
+
+    def convolution(labels, logits):
+        return tf.nn.depthwise_conv2d(logits, kernel, [1, 1, 1, 1], "SAME")
+
+    def dense_chain(labels, logits):
+        pooled = convolution(labels, zscore(labels, logits)) / float(kernel_size ** 2)
+        return cross_entropy(labels, pooled)
+
+    steps = {"cross-entropy": gradient_step(cross_entropy), "z-score": gradient_step(zscore),
+             f"depthwise {kernel_size}x{kernel_size}": gradient_step(convolution),
+             "z-score + convolution + cross-entropy": gradient_step(dense_chain),
+             f"fast loss k={kernel_size}": gradient_step(local_adaptive(kernel_size, "fast"))}
+    return time_steps(steps, tf.constant(labels_np), logits_tensor(), repeats)
+
+
 MODELS = {
     "UNetPlusPlus efficientnet_b0": lambda: kse.models.UNetPlusPlus(
         encoder="efficientnet_b0", input_shape=(SIZE, SIZE, 1), classes=CLASSES,
@@ -238,6 +267,14 @@ def main(argv=None):
               f"| {t['patches'] / t['fast']:.2f}x | {m['ce'] / mb:.0f} | {m['fast'] / mb:.0f} "
               f"| {m['patches'] / mb:.0f} | {m['fast'] / max(m['ce'], 1):.2f}x "
               f"| {m['patches'] / max(m['fast'], 1):.2f}x |")
+    middle = args.kernels[len(args.kernels) // 2]
+    floor = floor_table(sets["brain (real)"], middle, args.repeats)
+    print(f"\nWhere the time goes at k={middle} (brain labels, forward+backward, median of "
+          f"{args.repeats})")
+    print("| part | ms | vs cross-entropy |")
+    print("|---|---|---|")
+    for name, seconds in floor.items():
+        print(f"| {name} | {seconds * 1e3:.0f} | {seconds / floor['cross-entropy']:.2f}x |")
     if not args.no_train:
         table = training_table(sets["brain (real)"], args.kernels, args.repeats)
         print(f"\nTraining step (train_on_batch, Adam), batch {BATCH} at {SIZE} px, 1 input "
