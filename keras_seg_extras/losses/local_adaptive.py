@@ -289,12 +289,13 @@ def _fast(labels, x, kernel_size, stride, normalize_by):
     pair_offset = pair % (k * k)
     source = ops.take(b * (height * width) + i * width + j, pair_row) + ops.take(
         du * width + dv, pair_offset)
-    sign_over_xi = ops.where(direct, 1.0, -1.0) / xi_b
+    inverse_xi_b = 1.0 / xi_b
+    sign_over_xi = ops.where(direct, inverse_xi_b, -inverse_xi_b)
     pair_w = ops.take(w_flat, pair_offset) * ops.take(sign_over_xi, pair_row)
     n_centres = ops.shape(centre_flat)[0]
     beta = _weighted_row_sums(ops.reshape(x, (-1, channels)), source, ops.take(bidx, pair_row),
                               pair_w, n_centres)
-    boundary_alpha = ops.where(direct, 0.0, 1.0 / xi_b)
+    boundary_alpha = ops.where(direct, 0.0, inverse_xi_b)
     alpha = ops.where(boundary, ops.segment_sum(boundary_alpha, bidx, num_segments=n_centres),
                       1.0 / xi)
     f = conv * alpha[:, None] + beta

@@ -22,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location(
     "reference", os.path.join(HERE, os.pardir, "losses", "test_local_adaptive.py"))
 reference = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(reference)  # reference_loss and make_inputs (NumPy only)
+spec.loader.exec_module(reference)  # reference_loss, numeric_gradient, make_inputs (NumPy)
 
 rng = np.random.default_rng(0)
 for kernel, stride, minkowski, normalize_by in [(1, 1, 3, "count"), (3, 1, 3, "count"),
@@ -44,14 +44,10 @@ def total(z):
 
 gradient = np.asarray(jax.grad(total)(jnp.asarray(logits)))
 numeric = np.zeros(logits.shape)
-step = 1e-4
 for index in np.ndindex(*logits.shape):
-    plus, minus = logits.astype("float64"), logits.astype("float64")
-    plus[index] += step
-    minus[index] -= step
-    numeric[index] = (reference.reference_loss(labels, plus, 3, 1, 3, "count", 255).sum()
-                      - reference.reference_loss(labels, minus, 3, 1, 3, "count", 255).sum()
-                      ) / (2 * step)
+    numeric[index] = reference.numeric_gradient(
+        labels, logits, index, step=1e-4, kernel_size=3, stride=1, minkowski_k=3,
+        normalize_by="count", ignore_index=255)
 np.testing.assert_allclose(gradient, numeric, rtol=1e-3, atol=1e-4)
 
 loss = LocallyAdaptiveLoss.from_config(LocallyAdaptiveLoss(kernel_size=3,

@@ -108,19 +108,22 @@ def test_random_labels_worst_case_uses_both_boundary_modes(rng):
     np.testing.assert_allclose(fast_grad, patches_grad, rtol=1e-5, atol=1e-5)
 
 
+def numeric_gradient(labels, logits, index, step=1e-5, **kwargs):
+    """Central difference of the summed reference loss with respect to logits[index]."""
+    plus, minus = logits.astype("float64"), logits.astype("float64")
+    plus[index] += step
+    minus[index] -= step
+    return (reference_loss(labels, plus, **kwargs).sum()
+            - reference_loss(labels, minus, **kwargs).sum()) / (2 * step)
+
+
 def test_gradient_matches_finite_differences_of_reference(rng):
     labels, logits = make_inputs(rng, batch=1, height=5, width=6, classes=3)
-    logits64 = logits.astype("float64")
     kwargs = dict(kernel_size=3, stride=1, minkowski_k=3, normalize_by="count", ignore_index=255)
     _, grad = value_and_grad(labels, logits, **kwargs)
-    step = 1e-5
     for index in [(0, 1, 1, 0), (0, 2, 3, 2), (0, 4, 5, 1), (0, 3, 0, 1)]:
-        plus, minus = logits64.copy(), logits64.copy()
-        plus[index] += step
-        minus[index] -= step
-        numeric = (reference_loss(labels, plus, **kwargs).sum()
-                   - reference_loss(labels, minus, **kwargs).sum()) / (2 * step)
-        np.testing.assert_allclose(grad[index], numeric, rtol=1e-3, atol=1e-5)
+        np.testing.assert_allclose(grad[index], numeric_gradient(labels, logits, index, **kwargs),
+                                   rtol=1e-3, atol=1e-5)
 
 
 def test_minkowski_mean_runs_per_image(rng):

@@ -102,17 +102,26 @@ def local_adaptive(kernel_size, implementation):
     return loss
 
 
-def time_steps(steps, labels, logits, repeats):
-    """Interleaved timing: the median seconds of each step over ``repeats`` runs."""
-    for step in steps.values():
-        step(labels, logits)[1].numpy()  # trace and warm up
-    times = {name: [] for name in steps}
+def interleaved_medians(calls, repeats):
+    """{name: zero-argument call} -> {name: median seconds}: one warm-up (tracing) call each,
+    then ``repeats`` rounds that call every one in turn, so a shared machine's load hits them
+    alike."""
+    for call in calls.values():
+        call()
+    times = {name: [] for name in calls}
     for _ in range(repeats):
-        for name, step in steps.items():
+        for name, call in calls.items():
             start = time.perf_counter()
-            step(labels, logits)[1].numpy()
+            call()
             times[name].append(time.perf_counter() - start)
     return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def time_steps(steps, labels, logits, repeats):
+    """Median seconds of each loss + gradient step over ``repeats`` interleaved runs."""
+    return interleaved_medians(
+        {name: (lambda step=step: step(labels, logits)[1].numpy()) for name, step in
+         steps.items()}, repeats)
 
 
 def memory_steps(steps, labels, logits):
@@ -226,15 +235,10 @@ def training_table(labels_np, kernels, repeats):
             keras.utils.set_random_seed(0)
             model = build()
             model.compile(optimizer="adam", loss=loss())
-            model.train_on_batch(images, labels_np)  # trace and warm up
             models[name] = model
-        times = {name: [] for name in models}
-        for _ in range(repeats):
-            for name, model in models.items():
-                start = time.perf_counter()
-                model.train_on_batch(images, labels_np)
-                times[name].append(time.perf_counter() - start)
-        table[model_name] = {name: float(np.median(t)) for name, t in times.items()}
+        table[model_name] = interleaved_medians(
+            {name: (lambda model=model: model.train_on_batch(images, labels_np))
+             for name, model in models.items()}, repeats)
         print(f"  measured training step {model_name}", flush=True)
     return table
 
