@@ -2,13 +2,19 @@
 
 The one table of the package: for each encoder name, the ``keras.applications`` constructor
 and the names of the layers whose outputs are the skip features at strides 2, 4, 8, 16 and 32.
-The names were read off the built models (keras 3.15) and are verified by
-``tests/models/test_encoders.py``, which builds each family and checks every skip's stride.
+The names were read off the built models (keras 3.15): ``tests/models/test_encoders.py`` builds
+EfficientNet-B0 and ResNet50 and checks every skip's stride, the slow test of
+``test_unet_plus_plus.py`` EfficientNet-B4, and ``tools/bench/unetpp.py --encoder-table``
+builds every entry (its table, with channels, is in docs/models.md).
 
-For EfficientNet (paper 003, section 3.3: EfficientNet-B4 encoder) the skips are the expand
-activations of the first block of each stage that halves the resolution (block2a, block3a,
-block4a, block6a) and the final ``top_activation``: the widest activation at each stride.
-For ResNet50 they are the stem ReLU and the last block output of stages 2 to 5.
+For EfficientNet (paper 003, section 3.3 and Fig. 5: EfficientNet-B4 encoder) the skips are the
+expand activations of the first block of each stage that halves the resolution (block2a,
+block3a, block4a, block6a: the widest activation at each stride, the same names in B0-B7) and
+the final ``top_activation``. For ResNet50 they are the stem ReLU and the last block output of
+stages 2 to 5. The default (Fig. 5) decoder of ``UNetPlusPlus`` uses the first four and pools
+its centre from the stride-16 one, so the stride-32 stages (EfficientNet from
+``block6a_dwconv`` on, ResNet50's ``conv5_*``) are not part of that model; the stride-32 skip
+serves the nested decoder and ``center_input="stride32"``.
 
 Input convention: every encoder built here takes RGB images with values in [0, 255]
 (float). EfficientNet normalises inside the model (keras' own Rescaling + Normalization

@@ -1,15 +1,16 @@
-"""U-Net++ on a pretrained ``keras.applications`` encoder: the report's simplified decoder and
-the full nested decoder of Zhou et al.
+"""U-Net++ on a pretrained ``keras.applications`` encoder: the report's simplified decoder
+(Fig. 5) and the full nested decoder of Zhou et al.
 
-Paper 003 (SIIM-ACR pneumothorax, sections 3.2-3.3, Fig. 5 and the closing summary of the
-architecture): "Unet++ Simplified with encoder EfficientNet B4 & Resnet decoder", LeakyReLU
-activations in the decoder, input 512x512 (multiples of 32 because of the five halvings).
+Paper 003 (SIIM-ACR pneumothorax, section 3.3 and Fig. 5, described layer by layer in
+``shared/papers/003_figure5.md``): "Unet++ Simplified with encoder EfficientNet B4 & Resnet
+decoder", LeakyReLU(0.1) in the decoder, inputs that are multiples of 32.
 UNet++ itself: Zhou, Rahman Siddiquee, Tajbakhsh, Liang, "UNet++: A Nested U-Net Architecture
 for Medical Image Segmentation" (DLMIA 2018), node X^{i,j} = H([X^{i,0}, ..., X^{i,j-1},
 Up(X^{i+1,j-1})]).
 """
 
 import math
+import numbers
 
 import keras
 from keras import layers
@@ -18,8 +19,23 @@ from keras_seg_extras._common import check_choice, check_number, fail, register
 from keras_seg_extras.models.encoders import ENCODERS, build_encoder
 
 _OWNER = "UNetPlusPlus"
-_DEFAULT_DECODER_FILTERS = (256, 128, 64, 32, 16)
 _MULTIPLE = 32
+_SLOPE = 0.1  # LeakyReLU negative slope everywhere in both decoders
+
+#: Fig. 5: start width s = 8; outputs at strides 16, 8, 4, 2, 1 are 16s, 8s, 4s, 2s, s wide
+#: and the centre (stride 32) 32s, twice the first.
+FIG5_DECODER_FILTERS = (128, 64, 32, 16, 8)
+#: Fig. 5's dropout rate r (the author's notebook: 0.5), and the fixed rate of the shallow levels.
+FIG5_DROPOUT = 0.5
+_SHALLOW_DROPOUT = 0.1
+#: Where the simplified decoder's centre reads from: Fig. 5 pools the stride-16 features
+#: (LeakyReLU, MaxPool 2, Dropout); "stride32" reads the encoder's stride-32 output instead.
+CENTER_INPUTS = ("pooled_stride16", "stride32")
+#: The places of the simplified decoder's seven dropout rates, in the order a tuple gives them.
+DROPOUT_PLACES = ("center", "s16", "s8", "s4", "s2", "s1", "head")
+
+_NESTED_DECODER_FILTERS = (256, 128, 64, 32, 16)
+_NESTED_DROPOUT = 0.1
 
 
 @register
@@ -80,30 +96,12 @@ def _normalization(kind, filters, name):
     return layers.GroupNormalization(groups=math.gcd(filters, 32), name=name)
 
 
-def _residual_block(x, filters, normalization, name):
-    """Pre-activation residual block: x + conv(act(norm(conv(act(norm(x)))))), LeakyReLU(0.1)."""
-    shortcut = x
-    if x.shape[-1] != filters:
-        shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_shortcut")(x)
-    y = x
-    for i in (1, 2):
-        y = _normalization(normalization, y.shape[-1], f"{name}_norm{i}")(y)
-        y = layers.LeakyReLU(negative_slope=0.1, name=f"{name}_act{i}")(y)
-        y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(y)
-    return layers.Add(name=f"{name}_add")([shortcut, y])
+def _leaky(name):
+    return layers.LeakyReLU(negative_slope=_SLOPE, name=name)
 
 
-def _decoder_node(inputs, filters, normalization, dropout, name, residual_blocks=1):
-    """The elementary block (the report's blue arrow) on the concatenation of its inputs:
-    dropout -> 3x3 conv -> residual block(s) -> norm -> LeakyReLU(0.1)."""
-    x = inputs[0] if len(inputs) == 1 else layers.Concatenate(name=f"{name}_concat")(inputs)
-    if dropout:
-        x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    for r in range(residual_blocks):
-        x = _residual_block(x, filters, normalization, f"{name}_res{r + 1}")
-    x = _normalization(normalization, filters, f"{name}_norm")(x)
-    return layers.LeakyReLU(negative_slope=0.1, name=f"{name}_act")(x)
+def _conv3x3(filters, name, use_bias=False):
+    return layers.Conv2D(filters, 3, padding="same", use_bias=use_bias, name=name)
 
 
 def _up(x, filters, name):
@@ -111,27 +109,102 @@ def _up(x, filters, name):
     return layers.Conv2DTranspose(filters, 3, strides=2, padding="same", name=name)(x)
 
 
-def _simplified_decoder(skips, filters, normalization, dropout):
-    """Paper 003, section 3.3 and Fig. 5 (after Siddhartha's Kaggle kernel).
+def _concat(inputs, name):
+    return inputs[0] if len(inputs) == 1 else layers.Concatenate(name=f"{name}_concat")(inputs)
 
-    Strides 32 -> 16 -> 8 -> 4 -> 2 -> 1. At each decoder level the node sees the up-convolved
-    output of the level below, the encoder skip, and the "hyper" paths: the up-convolution
-    output of every deeper level, up-convolved again (only that up-convolution output, the
+
+# ----------------------------------------------------------------------------- Fig. 5 blocks
+
+
+def _fig5_residual_block(x, normalization, name):
+    """Fig. 5's residual block on x (f channels): norm(x) + [LeakyReLU -> norm -> conv + norm +
+    LeakyReLU -> conv + norm](x). The convolutions feed a norm directly, so they carry no bias
+    (the norm's offset replaces it exactly); the figure draws the join as a concatenation, the
+    author's notebook adds."""
+    filters = x.shape[-1]
+    shortcut = _normalization(normalization, filters, f"{name}_shortcut_norm")(x)
+    y = _leaky(f"{name}_act0")(x)
+    y = _normalization(normalization, filters, f"{name}_norm0")(y)
+    y = _conv3x3(filters, f"{name}_conv1")(y)
+    y = _normalization(normalization, filters, f"{name}_norm1")(y)
+    y = _leaky(f"{name}_act1")(y)
+    y = _conv3x3(filters, f"{name}_conv2")(y)
+    y = _normalization(normalization, filters, f"{name}_norm2")(y)
+    return layers.Add(name=f"{name}_add")([y, shortcut])
+
+
+def _fig5_elementary_block(inputs, filters, normalization, dropout, name, residual_blocks=1):
+    """Fig. 5's elementary block on the concatenation of ``inputs``: Dropout -> 3x3 conv (with
+    bias: a LeakyReLU reads it before any norm) -> residual block(s) -> LeakyReLU(0.1)."""
+    x = _concat(inputs, name)
+    if dropout:
+        x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    x = _conv3x3(filters, f"{name}_conv", use_bias=True)(x)
+    for r in range(residual_blocks):
+        x = _fig5_residual_block(x, normalization, f"{name}_res{r + 1}")
+    return _leaky(f"{name}_act")(x)
+
+
+def _simplified_decoder(skips, filters, center_input, rates, normalization):
+    """Paper 003, 3.3 and Fig. 5 (after Siddhartha's Kaggle kernel).
+
+    Centre at stride 32, then levels at strides 16, 8, 4, 2 and 1. A level's node sees the
+    up-convolved output of the level below, the encoder skip, and the "hyper" paths: the
+    up-convolution output of every deeper level, up-convolved again (only that output, the
     report's blue activation, travels along those paths) until it reaches this level.
+    ``rates`` holds the seven dropout rates of ``DROPOUT_PLACES``.
     """
-    center = _decoder_node([skips[4]], 2 * filters[0], normalization, dropout, "center",
-                           residual_blocks=2)
-    x = center
+    rate = dict(zip(DROPOUT_PLACES, rates))
+    stride16 = skips[3]
+    if center_input == "pooled_stride16":  # Fig. 5's red arrow; the stride-32 encoder is unused
+        stride16 = _leaky("center_input_act")(stride16)
+        source = layers.MaxPooling2D(2, name="center_input_pool")(stride16)
+    else:
+        source = skips[4]
+    x = _fig5_elementary_block([source], 2 * filters[0], normalization, rate["center"],
+                               "center", residual_blocks=2)
+    level_skips = (stride16, skips[2], skips[1], skips[0])
     hyper = []  # per deeper level: its up-convolution output, carried to the current stride
     for level, stride in enumerate((16, 8, 4, 2)):
         up = _up(x, filters[level], f"decoder_s{stride}_up")
         hyper = [_up(h, filters[k], f"decoder_s{stride}_hyper_from_s{16 // 2 ** k}")
                  for k, h in enumerate(hyper)]
-        x = _decoder_node([up, *hyper, skips[3 - level]], filters[level], normalization,
-                          dropout, f"decoder_s{stride}")
+        x = _fig5_elementary_block([up, *hyper, level_skips[level]], filters[level],
+                                   normalization, rate[f"s{stride}"], f"decoder_s{stride}")
         hyper.append(up)
     up = _up(x, filters[4], "decoder_s1_up")
-    return _decoder_node([up], filters[4], normalization, dropout, "decoder_s1")
+    x = _fig5_elementary_block([up], filters[4], normalization, rate["s1"], "decoder_s1")
+    if rate["head"]:
+        x = layers.Dropout(rate["head"], name="head_dropout")(x)
+    return x
+
+
+# ----------------------------------------------------------------------------- nested blocks
+
+
+def _preactivation_residual_block(x, filters, normalization, name):
+    """x + conv(act(norm(conv(act(norm(x)))))), LeakyReLU(0.1) (the nested decoder's block)."""
+    shortcut = x
+    if x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_shortcut")(x)
+    y = x
+    for i in (1, 2):
+        y = _normalization(normalization, y.shape[-1], f"{name}_norm{i}")(y)
+        y = _leaky(f"{name}_act{i}")(y)
+        y = _conv3x3(filters, f"{name}_conv{i}")(y)
+    return layers.Add(name=f"{name}_add")([shortcut, y])
+
+
+def _nested_node(inputs, filters, normalization, dropout, name):
+    """Zhou et al.'s H: dropout -> 3x3 conv -> pre-activation residual block -> norm ->
+    LeakyReLU(0.1), on the concatenation of ``inputs``."""
+    x = _concat(inputs, name)
+    if dropout:
+        x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    x = _conv3x3(filters, f"{name}_conv")(x)
+    x = _preactivation_residual_block(x, filters, normalization, f"{name}_res1")
+    x = _normalization(normalization, filters, f"{name}_norm")(x)
+    return _leaky(f"{name}_act")(x)
 
 
 def _nested_decoder(skips, filters, normalization, dropout):
@@ -146,10 +219,10 @@ def _nested_decoder(skips, filters, normalization, dropout):
             name = f"decoder_x{i}{j}"
             up = _up(nodes[(i + 1, j - 1)], filters[3 - i], f"{name}_up")
             inputs = [nodes[(i, k)] for k in range(j)] + [up]
-            nodes[(i, j)] = _decoder_node(inputs, filters[3 - i], normalization, dropout, name)
+            nodes[(i, j)] = _nested_node(inputs, filters[3 - i], normalization, dropout, name)
     top = [nodes[(0, j)] for j in range(1, 5)]
     up = _up(top[-1], filters[4], "decoder_s1_up")
-    return _decoder_node([up], filters[4], normalization, dropout, "decoder_s1"), top
+    return _nested_node([up], filters[4], normalization, dropout, "decoder_s1"), top
 
 
 def _head(x, classes, activation, name, upsample=1):
@@ -159,19 +232,87 @@ def _head(x, classes, activation, name, upsample=1):
     return layers.Activation(activation or "linear", dtype="float32", name=name)(x)
 
 
+# ----------------------------------------------------------------------------- arguments
+
+
+def fig5_dropout_rates(rate=FIG5_DROPOUT):
+    """Fig. 5's placement of a dropout rate r, in the order of ``DROPOUT_PLACES``: r on the
+    centre and the stride-16 and stride-8 levels, 0.1 on the stride-4, 2 and 1 levels, r / 2
+    before the head."""
+    return (rate, rate, rate, _SHALLOW_DROPOUT, _SHALLOW_DROPOUT, _SHALLOW_DROPOUT, rate / 2)
+
+
+def _check_rate(argument, value):
+    return check_number(_OWNER, argument, value, minimum=0.0, maximum=1.0, max_inclusive=False)
+
+
+def _dropout_rates(decoder, dropout):
+    """The simplified decoder's seven rates, or the nested decoder's one rate."""
+    if decoder == "nested":
+        return _NESTED_DROPOUT if dropout is None else _check_rate("dropout", dropout)
+    if dropout is None:
+        return fig5_dropout_rates()
+    if isinstance(dropout, numbers.Real) and not isinstance(dropout, bool):
+        return fig5_dropout_rates(_check_rate("dropout", dropout))
+    expectation = (f"must be a rate r in [0, 1) (Fig. 5's placement) or {len(DROPOUT_PLACES)} "
+                   f"rates for {', '.join(DROPOUT_PLACES)}")
+    if not isinstance(dropout, (tuple, list)) or len(dropout) != len(DROPOUT_PLACES):
+        fail(_OWNER, "dropout", dropout, expectation)
+    return tuple(_check_rate("dropout", rate) for rate in dropout)
+
+
+def _decoder_filters(decoder, decoder_filters):
+    if decoder_filters is None:
+        return FIG5_DECODER_FILTERS if decoder == "simplified" else _NESTED_DECODER_FILTERS
+    try:
+        filters = tuple(decoder_filters)
+    except TypeError:
+        fail(_OWNER, "decoder_filters", decoder_filters, "must be five positive integers")
+    if len(filters) != 5 or any(isinstance(f, bool) or not isinstance(f, numbers.Integral)
+                                or f <= 0 for f in filters):
+        fail(_OWNER, "decoder_filters", decoder_filters, "must be five positive integers")
+    return tuple(int(f) for f in filters)
+
+
+def _input_shape(input_shape):
+    try:
+        input_shape = tuple(input_shape)
+    except TypeError:
+        fail(_OWNER, "input_shape", input_shape, "must be a tuple (H, W, channels)")
+    if len(input_shape) != 3:
+        fail(_OWNER, "input_shape", input_shape, "must be a tuple (H, W, channels)")
+    for size in input_shape[:2]:
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int)
+                                 or size <= 0 or size % _MULTIPLE):
+            fail(_OWNER, "input_shape", input_shape,
+                 f"must have H and W None or positive multiples of {_MULTIPLE} "
+                 f"(received size {input_shape[0]}x{input_shape[1]})")
+    return input_shape
+
+
 def UNetPlusPlus(encoder="efficientnet_b4", input_shape=(None, None, 3), classes=1,
                  activation="sigmoid", decoder="simplified", encoder_weights=None,
-                 decoder_filters=None, dropout=0.1, normalization="batch",
-                 deep_supervision=False, name=None):
-    """U-Net++ with a pretrained-family encoder (paper 003, section 3.3; Zhou et al. 2018).
+                 decoder_filters=None, dropout=None, normalization="batch",
+                 deep_supervision=False, center_input=None, name=None):
+    """U-Net++ with a pretrained-family encoder (paper 003, section 3.3, Fig. 5; Zhou et al.).
 
-    ``decoder="simplified"`` is the report's "Simpler U-net++" (Fig. 5): a U-Net decoder whose
-    levels also receive the up-convolutions of every deeper level (only the deeper, semantically
-    rich outputs are carried up; the dense same-level skips of UNet++ are dropped), with
-    residual decoder blocks, BatchNorm (or GroupNorm) and LeakyReLU(0.1), dropout on every
-    concatenation. ``decoder="nested"`` is the full UNet++: node
-    ``X^{i,j} = H([X^{i,0}, ..., X^{i,j-1}, Up(X^{i+1,j-1})])`` with the same elementary block
-    ``H``, and optional deep supervision.
+    ``decoder="simplified"`` (default) is the report's "Simpler U-net++", Fig. 5 layer by layer:
+    the centre pools the stride-16 features (LeakyReLU(0.1), MaxPool 2, Dropout) into an
+    elementary block with two residual blocks; levels at strides 16, 8, 4, 2 concatenate the
+    up-convolved level below, the up-convolutions of every deeper level carried up ("hyper"
+    paths) and the encoder skip; a last level at stride 1, Dropout and a 1x1 head. Elementary
+    block: Dropout -> 3x3 conv -> residual block -> LeakyReLU(0.1); residual block:
+    ``norm(x) + conv_norm(leaky(conv_norm(norm(leaky(x)))))``. The default widths (128, 64,
+    32, 16, 8, centre 256) and dropout (r = 0.5) are the author's; with EfficientNet-B4 the
+    model has 11.5 M parameters and the encoder's stride-32 stages are not part of it.
+    The earlier, wider variant (levels 256..16, centre 512 on the stride-32 top, dropout 0.1)
+    is ``decoder_filters=(256, 128, 64, 32, 16), center_input="stride32", dropout=(0.1,) * 6
+    + (0.0,)``.
+
+    ``decoder="nested"`` is the full UNet++: node ``X^{i,j} = H([X^{i,0}, ..., X^{i,j-1},
+    Up(X^{i+1,j-1})])`` over all five encoder levels, ``H`` = Dropout -> 3x3 conv ->
+    pre-activation residual block -> norm -> LeakyReLU(0.1), default widths (256, 128, 64, 32,
+    16), dropout 0.1 on every node, optional deep supervision.
 
     Input: RGB float images in [0, 255] (both encoder families normalise inside the model),
     height and width multiples of 32. A fixed ``input_shape`` that is not is rejected at
@@ -185,74 +326,67 @@ def UNetPlusPlus(encoder="efficientnet_b4", input_shape=(None, None, 3), classes
         input_shape: (H, W, channels); H and W None or multiples of 32.
         classes: output channels.
         activation: "sigmoid", "softmax" or None (logits). The output layer computes in float32.
-        decoder: "simplified" (the report's) or "nested" (Zhou et al.).
+        decoder: "simplified" (the report's Fig. 5) or "nested" (Zhou et al.).
         encoder_weights: None, a local weights file of the keras.applications encoder, or
             "imagenet" (keras' cached file in $KERAS_HOME/models; never downloaded).
-        decoder_filters: five filter counts for the decoder outputs at strides 16, 8, 4, 2 and
-            1; default (256, 128, 64, 32, 16). The simplified decoder's centre block (stride 32)
-            uses twice the first.
-        dropout: dropout rate on each decoder concatenation, in [0, 1).
+        decoder_filters: five widths of the decoder outputs at strides 16, 8, 4, 2 and 1; the
+            simplified decoder's centre (stride 32) is twice the first. None: (128, 64, 32, 16,
+            8) for "simplified" (Fig. 5, start width 8), (256, 128, 64, 32, 16) for "nested".
+        dropout: "simplified": a rate r in [0, 1) placed as Fig. 5 does (r on the centre and
+            the stride-16 and stride-8 levels, 0.1 on the stride-4, 2 and 1 levels, r / 2
+            before the head; :func:`fig5_dropout_rates`), or seven rates for ``DROPOUT_PLACES``
+            (centre, s16, s8, s4, s2, s1, head); None: r = 0.5. "nested": one rate for every
+            node; None: 0.1.
         normalization: "batch", or "group" (GroupNorm with gcd(filters, 32) groups) for the
             small batches of high resolutions (paper 003, 4.1.3). The encoder keeps its own
             BatchNorm layers.
         deep_supervision: only with ``decoder="nested"``: the model returns a list of four
             outputs, the heads on X^{0,1}, X^{0,2}, X^{0,3} (1x1 convolution at stride 2,
             bilinear upsampling) and the main output last; train with one loss per output.
+        center_input: only with ``decoder="simplified"``: "pooled_stride16" (None, Fig. 5:
+            LeakyReLU(0.1) and MaxPool 2 on the stride-16 features, whose LeakyReLU output is
+            also the stride-16 skip) or "stride32" (the encoder's stride-32 output, raw skips).
         name: model name (default "unet_plus_plus_<decoder>_<encoder>").
 
     Returns:
         A ``keras.Model`` mapping (B, H, W, channels) to (B, H, W, classes).
 
     Example:
-        >>> model = UNetPlusPlus("efficientnet_b0", (64, 64, 3), decoder_filters=(32, 16, 8, 8, 8))
+        >>> model = UNetPlusPlus("efficientnet_b0", (64, 64, 3))
         >>> model.output_shape
         (None, 64, 64, 1)
+        >>> model.get_layer("center_conv").filters, model.get_layer("decoder_s1_conv").filters
+        (256, 8)
     """
     check_choice(_OWNER, "encoder", encoder, tuple(ENCODERS))
     check_choice(_OWNER, "decoder", decoder, ("simplified", "nested"))
     check_choice(_OWNER, "activation", activation, ("sigmoid", "softmax", None))
     check_choice(_OWNER, "normalization", normalization, ("batch", "group"))
     check_number(_OWNER, "classes", classes, minimum=1, integer=True)
-    dropout = check_number(_OWNER, "dropout", dropout, minimum=0.0, maximum=1.0,
-                           max_inclusive=False)
     if not isinstance(deep_supervision, bool):
         fail(_OWNER, "deep_supervision", deep_supervision, "must be True or False")
     if deep_supervision and decoder != "nested":
         fail(_OWNER, "deep_supervision", deep_supervision,
              "is only available with decoder='nested'")
-    try:
-        input_shape = tuple(input_shape)
-    except TypeError:
-        fail(_OWNER, "input_shape", input_shape, "must be a tuple (H, W, channels)")
-    if len(input_shape) != 3:
-        fail(_OWNER, "input_shape", input_shape, "must be a tuple (H, W, channels)")
-    for size in input_shape[:2]:
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int)
-                                 or size <= 0 or size % _MULTIPLE):
-            fail(_OWNER, "input_shape", input_shape,
-                 f"must have H and W None or positive multiples of {_MULTIPLE} "
-                 f"(received size {input_shape[0]}x{input_shape[1]})")
-    filters = _DEFAULT_DECODER_FILTERS if decoder_filters is None else decoder_filters
-    try:
-        filters = tuple(filters)
-    except TypeError:
-        fail(_OWNER, "decoder_filters", decoder_filters, "must be five positive integers")
-    if len(filters) != 5 or any(isinstance(f, bool) or not isinstance(f, int) or f <= 0
-                                for f in filters):
-        fail(_OWNER, "decoder_filters", decoder_filters, "must be five positive integers")
+    if decoder == "nested" and center_input is not None:
+        fail(_OWNER, "center_input", center_input, "is only available with decoder='simplified'")
+    center_input = check_choice(_OWNER, "center_input", center_input or CENTER_INPUTS[0],
+                                CENTER_INPUTS)
+    input_shape = _input_shape(input_shape)
+    filters = _decoder_filters(decoder, decoder_filters)
+    rates = _dropout_rates(decoder, dropout)
 
     inputs = keras.Input(input_shape, name="image")
     checked = InputSizeCheck(_MULTIPLE, _OWNER, name="input_size_check")(inputs)
     skips = build_encoder(encoder, checked, encoder_weights, owner=_OWNER)
     final_name = "probabilities" if activation else "logits"
     if decoder == "simplified":
-        features = _simplified_decoder(skips, filters, normalization, dropout)
+        features = _simplified_decoder(skips, filters, center_input, rates, normalization)
         outputs = _head(features, classes, activation, final_name)
     else:
-        features, top = _nested_decoder(skips, filters, normalization, dropout)
+        features, top = _nested_decoder(skips, filters, normalization, rates)
         outputs = _head(features, classes, activation, final_name)
         if deep_supervision:
             outputs = [_head(top[j], classes, activation, f"deep_supervision_{j + 1}", upsample=2)
                        for j in range(3)] + [outputs]
     return keras.Model(inputs, outputs, name=name or f"unet_plus_plus_{decoder}_{encoder}")
-
