@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from keras_seg_extras.inference import with_tta
-from keras_seg_extras.models import InputSizeCheck, UNetPlusPlus
+from keras_seg_extras.models import DROPOUT_PLACES, InputSizeCheck, UNetPlusPlus, fig5_dropout_rates
 
 SMALL = (16, 8, 8, 4, 4)
 LEVELS = ("s16", "s8", "s4", "s2", "s1")
@@ -117,6 +117,8 @@ def _rates(model):
 def test_fig5_dropout_placement(fig5):
     # r on the centre and the two deepest levels, 0.1 above, r / 2 before the head; r = 0.5.
     assert _rates(fig5) == pytest.approx([0.5, 0.5, 0.5, 0.1, 0.1, 0.1, 0.25])
+    assert DROPOUT_PLACES == ("center", "s16", "s8", "s4", "s2", "s1", "head")
+    assert fig5_dropout_rates(0.2) == pytest.approx((0.2, 0.2, 0.2, 0.1, 0.1, 0.1, 0.1))
     for place in ("center", "decoder_s16", "decoder_s2"):  # dropout comes before the conv
         assert fig5.get_layer(f"{place}_conv").input is fig5.get_layer(f"{place}_dropout").output
     assert fig5.get_layer("head_dropout").input is fig5.get_layer("decoder_s1_act").output
