@@ -1,0 +1,516 @@
+"""Checks of the image and mask files a tf.data pipeline reads, before and during training.
+
+A corrupt, truncated or empty file makes TensorFlow's decoders fail with messages such as
+"Invalid PNG data, size 2938" that name no file. The pipelines of this package therefore
+(1) check every file before the first epoch, in parallel, and report every problem at once
+(or leave the bad pairs out), and (2) name the file when one breaks during an epoch anyway
+(a file changed on disk after the check).
+
+The pre-check (``mode="structure"``, the default) reads each file whole (no pixel decoding)
+and walks its structure to the end:
+
+- PNG: signature, ``IHDR`` fields, every chunk's length and the CRC-32 of every critical
+  chunk (``IHDR``, ``PLTE``, ``IDAT``, ``IEND``; libpng rejects a bad one, as TensorFlow
+  does), at least one ``IDAT`` and the final ``IEND``. A truncated file loses ``IEND`` or
+  ends inside a chunk; a flipped bit fails a CRC.
+- JPEG: start-of-image marker, the segments up to the first scan (a frame header with
+  positive sizes), and an end-of-image marker after the scan (a truncated file has none).
+- GIF: signature, screen size and the final trailer byte; BMP: signature, header sizes and
+  enough bytes for the rows the header declares.
+
+It also rejects what TensorFlow would read *wrongly* for the role of the file: a mask must
+be a PNG (a JPEG mask is lossy; GIF and BMP do not decode to one channel), a 16-bit mask is
+rejected by ``segmentation_dataset`` (``decode_image`` divides it by 257, so label 1 becomes
+0), and label maps that keep their ids must be grey PNGs of 8 or 16 bits (a palette or colour
+PNG decodes to grey levels, not to its indices). The file extension is never used:
+TensorFlow detects the format from the bytes, and so does the check.
+
+``mode="decode"`` adds a full decode of every file that passed (slower: the cost of one
+epoch of decoding) and catches what only decompression shows (a PNG whose compressed data
+is corrupt under valid CRCs, damaged JPEG entropy data).
+
+Results are cached per process by (path, size, modification time), so pipelines rebuilt for
+every stage of a :class:`~keras_seg_extras.training.ProgressiveTrainer` check each file once.
+"""
+
+import concurrent.futures
+import dataclasses
+import logging
+import os
+import threading
+import zlib
+
+import numpy as np
+
+from keras_seg_extras._common import check_choice
+
+LOGGER = logging.getLogger("keras_seg_extras.data")
+MODES = ("structure", "decode", "off")
+ON_BAD_FILE = ("raise", "skip")
+PROGRESS_THRESHOLD = 1000  # files; larger checks show a progress bar by default
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+_PNG_COLOURS = {0: "grey", 2: "RGB", 3: "palette", 4: "grey+alpha", 6: "RGBA"}
+_JPEG_FRAMES = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+@dataclasses.dataclass(frozen=True)
+class FileRole:
+    """How a pipeline decodes one kind of file: what counts as bad for it.
+
+    Attributes:
+        name: ``"image"``, ``"mask"`` or ``"label"`` (named in reports).
+        channels: channels the pipeline decodes to (0: the file's own).
+        keep_values: the pixel values are label ids to keep (no binarisation), so a file
+            decoded to other values (palette, colour, bit depth below 8) is bad.
+        png_only: only PNG is read correctly (masks and label maps).
+        allow_16_bit: 16-bit PNGs keep their values (``decode_png(dtype=uint16)``);
+            False where ``decode_image`` scales them to 8 bits.
+        decoder: ``"image"`` (``tf.io.decode_image``, uint8) or ``"png"``
+            (``tf.io.decode_png``, uint16): the decode of ``mode="decode"`` and of the
+            re-check after a failure during an epoch.
+    """
+
+    name: str
+    channels: int = 0
+    keep_values: bool = False
+    png_only: bool = False
+    allow_16_bit: bool = True
+    decoder: str = "image"
+
+
+class BadFile(Exception):
+    """Raised by :func:`inspect_image_file` with the reason as its message."""
+
+
+@dataclasses.dataclass
+class FileCheckReport:
+    """What a pipeline's file check found.
+
+    Attributes:
+        mode: the check mode (``"structure"``, ``"decode"`` or ``"off"``).
+        checked: number of distinct files checked.
+        bad_files: ``[(path, reason), ...]`` in input order.
+        skipped: indices (in the input order) of the pairs left out with
+            ``on_bad_file="skip"``; empty otherwise.
+    """
+
+    mode: str
+    checked: int = 0
+    bad_files: list = dataclasses.field(default_factory=list)
+    skipped: list = dataclasses.field(default_factory=list)
+
+    def lines(self):
+        return [f"  {path}: {reason}" for path, reason in self.bad_files]
+
+
+# ----------------------------------------------------------------------------- formats
+
+
+def _u32(data, at):
+    return int.from_bytes(data[at:at + 4], "big")
+
+
+def _png(data):
+    size = len(data)
+    view = memoryview(data)
+    pos, header, has_data = 8, None, False
+    while True:
+        if pos + 8 > size:
+            raise BadFile(f"truncated PNG: {size} bytes, ends before the IEND chunk")
+        length, kind = _u32(data, pos), bytes(data[pos + 4:pos + 8])
+        end = pos + 12 + length
+        if length >= 2 ** 31 or not kind.isalpha():
+            raise BadFile(f"corrupt PNG: invalid chunk header at byte {pos}")
+        if end > size:
+            raise BadFile(f"truncated PNG: the {kind.decode()} chunk at byte {pos} needs "
+                          f"{end} bytes, the file has {size}")
+        if header is None and kind != b"IHDR":
+            raise BadFile("corrupt PNG: the first chunk is not IHDR")
+        if kind[0] < 97 and zlib.crc32(view[pos + 4:pos + 8 + length]) != _u32(data, end - 4):
+            raise BadFile(f"corrupt PNG: CRC mismatch in the {kind.decode()} chunk at byte {pos}")
+        if kind == b"IHDR":
+            if length != 13:
+                raise BadFile("corrupt PNG: IHDR is not 13 bytes")
+            width, height = _u32(data, pos + 8), _u32(data, pos + 12)
+            depth, colour = data[pos + 16], data[pos + 17]
+            if not (0 < width < 2 ** 31 and 0 < height < 2 ** 31):
+                raise BadFile(f"corrupt PNG: size {width}x{height}")
+            if depth not in _PNG_DEPTHS.get(colour, ()):
+                raise BadFile(f"corrupt PNG: bit depth {depth} with colour type {colour}")
+            header = {"format": "PNG", "height": height, "width": width, "depth": depth,
+                      "colour": _PNG_COLOURS[colour]}
+        has_data |= kind == b"IDAT"
+        if kind == b"IEND":
+            if not has_data:
+                raise BadFile("corrupt PNG: no IDAT (image data) chunk")
+            return header
+        pos = end
+
+
+def _jpeg(data):
+    size, pos, frame = len(data), 2, None
+    while True:
+        while pos < size and data[pos] == 0xFF and pos + 1 < size and data[pos + 1] == 0xFF:
+            pos += 1  # fill bytes
+        if pos + 4 > size:
+            raise BadFile(f"truncated JPEG: {size} bytes, ends in the headers")
+        if data[pos] != 0xFF:
+            raise BadFile(f"corrupt JPEG: no segment marker at byte {pos}")
+        marker = data[pos + 1]
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            pos += 2
+            continue
+        if marker == 0xD9:
+            raise BadFile("corrupt JPEG: end-of-image marker before any image data")
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if length < 2 or pos + 2 + length > size:
+            raise BadFile(f"truncated JPEG: the segment at byte {pos} runs past the end "
+                          f"of the {size}-byte file")
+        if marker in _JPEG_FRAMES:
+            height = int.from_bytes(data[pos + 5:pos + 7], "big")
+            width = int.from_bytes(data[pos + 7:pos + 9], "big")
+            if height == 0 or width == 0:
+                raise BadFile(f"corrupt JPEG: frame size {width}x{height}")
+            frame = {"format": "JPEG", "height": height, "width": width, "depth": 8,
+                     "colour": "grey" if data[pos + 9] == 1 else "colour"}
+        if marker == 0xDA:
+            if frame is None:
+                raise BadFile("corrupt JPEG: image data before a frame header")
+            if data.rfind(b"\xff\xd9", pos) < 0:
+                raise BadFile(f"truncated JPEG: {size} bytes, no end-of-image marker")
+            return frame
+        pos += 2 + length
+
+
+def _gif(data):
+    if len(data) < 13:
+        raise BadFile(f"truncated GIF: {len(data)} bytes")
+    width, height = (int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little"))
+    if width == 0 or height == 0:
+        raise BadFile(f"corrupt GIF: size {width}x{height}")
+    if not data.rstrip(b"\x00").endswith(b";"):
+        raise BadFile(f"truncated GIF: {len(data)} bytes, no trailer")
+    return {"format": "GIF", "height": height, "width": width, "depth": 8, "colour": "colour"}
+
+
+def _bmp(data):
+    if len(data) < 30:
+        raise BadFile(f"truncated BMP: {len(data)} bytes")
+    offset = int.from_bytes(data[10:14], "little")
+    width = int.from_bytes(data[18:22], "little", signed=True)
+    height = int.from_bytes(data[22:26], "little", signed=True)
+    bits = int.from_bytes(data[28:30], "little")
+    if width <= 0 or height == 0:
+        raise BadFile(f"corrupt BMP: size {width}x{height}")
+    if bits not in (8, 24, 32):
+        raise BadFile(f"BMP with {bits} bits per pixel: TensorFlow reads 8, 24 or 32")
+    needed = offset + ((bits * width + 31) // 32) * 4 * abs(height)
+    if len(data) < needed:
+        raise BadFile(f"truncated BMP: {len(data)} bytes, its header declares {needed}")
+    return {"format": "BMP", "height": abs(height), "width": width, "depth": 8,
+            "colour": "grey" if bits == 8 else "colour"}
+
+
+def inspect_image_bytes(data):
+    """Format and header of an encoded image; raises :class:`BadFile` with the reason."""
+    if len(data) == 0:
+        raise BadFile("empty file (0 bytes)")
+    if data.startswith(_PNG_SIGNATURE):
+        return _png(data)
+    if data.startswith(b"\xff\xd8\xff"):
+        return _jpeg(data)
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return _gif(data)
+    if data.startswith(b"BM"):
+        return _bmp(data)
+    raise BadFile(f"not an image TensorFlow reads (PNG, JPEG, GIF or BMP): the file starts "
+                  f"with {bytes(data[:8])!r}")
+
+
+def role_problem(header, role):
+    """Why a well-formed file would still be read wrongly in ``role``, or None."""
+    kind = header["format"]
+    if role.png_only and kind != "PNG":
+        why = ("JPEG is lossy and changes label values" if kind == "JPEG"
+               else f"TensorFlow decodes {kind} only to 3 or 4 channels")
+        return f"a {role.name} must be a PNG; this is a {kind} ({why})"
+    if kind == "GIF" and role.channels not in (0, 3):
+        return f"a GIF decodes only to 3 channels, the pipeline asks for {role.channels}"
+    if kind == "BMP" and role.channels == 1:
+        return "a BMP does not decode to 1 channel"
+    if kind == "PNG" and header["depth"] == 16 and not role.allow_16_bit:
+        return (f"a 16-bit PNG {role.name} is decoded to 8 bits (values divided by 257, "
+                "so small label ids become 0); save it as an 8-bit PNG")
+    if role.keep_values and kind == "PNG":
+        if header["colour"] not in ("grey", "grey+alpha"):
+            return (f"a {header['colour']} PNG {role.name} decodes to grey levels, not to its "
+                    "label ids; save the ids as a grey PNG")
+        if header["depth"] < 8:
+            return (f"a {header['depth']}-bit PNG {role.name} is expanded to 8 bits "
+                    "(values scaled to 0..255); save it as an 8-bit PNG")
+    return None
+
+
+def inspect_image_file(path, role):
+    """Header of the file at ``path``; raises :class:`BadFile` if ``role`` cannot use it."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise BadFile("missing (no such file)") from None
+    except IsADirectoryError:
+        raise BadFile("a directory, not a file") from None
+    except OSError as error:
+        raise BadFile(f"cannot be read ({type(error).__name__}: {error.strerror or error})") \
+            from None
+    header = inspect_image_bytes(data)
+    problem = role_problem(header, role)
+    if problem:
+        raise BadFile(problem)
+    return header
+
+
+# ----------------------------------------------------------------------------- checks
+
+_CACHE = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _stamp(path):
+    try:
+        stat = os.stat(path)
+        return stat.st_size, stat.st_mtime_ns
+    except OSError:
+        return None
+
+
+def _structure_reason(path, role):
+    """The reason ``path`` is bad for ``role`` (None if good), cached by size and mtime."""
+    stamp = _stamp(path)
+    key = (path, role)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+    if stamp is not None and cached is not None and cached[0] == stamp:
+        return cached[1]
+    try:
+        inspect_image_file(path, role)
+        reason = None
+    except BadFile as error:
+        reason = str(error)
+    if stamp is not None:
+        with _CACHE_LOCK:
+            _CACHE[key] = (stamp, reason)
+    return reason
+
+
+def decode_error(path, role):
+    """TensorFlow's own error for decoding ``path`` as the pipeline does, or None."""
+    import tensorflow as tf
+
+    try:
+        data = tf.io.read_file(path)
+        if role.decoder == "png":
+            tf.io.decode_png(data, channels=role.channels, dtype=tf.uint16)
+        else:
+            tf.io.decode_image(data, channels=role.channels, expand_animations=False)
+    except tf.errors.OpError as error:
+        message = str(error.message).split("}}")[-1].strip()
+        return f"TensorFlow cannot decode it ({message.split(' [Op:')[0]})"
+    return None
+
+
+def _decode_reasons(paths, role):
+    """Full TensorFlow decode of ``paths`` in parallel; reasons of the failures."""
+    import tensorflow as tf
+
+    def decode(position, path):
+        data = tf.io.read_file(path)
+        if role.decoder == "png":
+            image = tf.io.decode_png(data, channels=role.channels, dtype=tf.uint16)
+        else:
+            image = tf.io.decode_image(data, channels=role.channels, expand_animations=False)
+        return position, tf.shape(image)[0]
+
+    decoded = (tf.data.Dataset.from_tensor_slices(paths).enumerate()
+               .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+               .ignore_errors())
+    good = np.zeros(len(paths), bool)
+    for position, _ in decoded.as_numpy_iterator():
+        good[position] = True
+    return {paths[i]: decode_error(paths[i], role) or "TensorFlow cannot decode it"
+            for i in np.flatnonzero(~good)}
+
+
+def _progress_bar(total, progress):
+    show = total >= PROGRESS_THRESHOLD if progress is None else bool(progress)
+    if not show:
+        return None
+    import keras
+
+    return keras.utils.Progbar(total, unit_name="file")
+
+
+def check_files(paths, role, mode="structure", num_workers=None, progress=None):
+    """Check image files for ``role`` in parallel: ``{path: reason}`` of the bad ones.
+
+    Args:
+        paths: file paths (str); duplicates are checked once.
+        role: a :class:`FileRole`.
+        mode: ``"structure"`` (read and walk every file, no pixel decoding), ``"decode"``
+            (also decode every file with TensorFlow) or ``"off"``.
+        num_workers: threads (default: 4 per CPU, at most 32).
+        progress: show a progress bar (default: for 1,000 files or more).
+
+    Returns:
+        dict mapping each bad path to the reason, in the order of ``paths``.
+    """
+    check_choice("check_files", "mode", mode, MODES)
+    if mode == "off":
+        return {}
+    unique = list(dict.fromkeys(paths))
+    workers = num_workers or min(32, 4 * (os.cpu_count() or 1))
+    bar = _progress_bar(len(unique), progress)
+    reasons = {}
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        chunk = max(1, min(256, len(unique) // (4 * workers) or 1))
+        pieces = [unique[i:i + chunk] for i in range(0, len(unique), chunk)]
+        work = lambda piece: [(p, _structure_reason(p, role)) for p in piece]  # noqa: E731
+        for done, results in enumerate(pool.map(work, pieces)):
+            reasons.update((p, r) for p, r in results if r is not None)
+            if bar is not None:
+                bar.update(min(len(unique), (done + 1) * chunk))
+    if mode == "decode":
+        reasons.update(_decode_reasons([p for p in unique if p not in reasons], role))
+    return {p: reasons[p] for p in unique if p in reasons}
+
+
+def screen_pairs(owner, sources, mode, on_bad_file, progress=None, skippable=True):
+    """Check the file columns of a paired dataset; raise or choose the pairs to keep.
+
+    Args:
+        owner: the pipeline's name, for messages.
+        sources: ``[(argument, paths or None, role), ...]``; None for an in-memory array.
+        mode: check mode (see :func:`check_files`).
+        on_bad_file: ``"raise"``: one ``ValueError`` listing every bad file and why;
+            ``"skip"``: leave out every pair with a bad file, log them and report them.
+        progress: progress bar (None: automatic).
+        skippable: the owner offers ``on_bad_file="skip"`` (said in the error).
+
+    Returns:
+        ``(keep, report)``: the indices of the pairs to use and a :class:`FileCheckReport`.
+    """
+    check_choice(owner, "check_files", mode, MODES)
+    check_choice(owner, "on_bad_file", on_bad_file, ON_BAD_FILE)
+    count = max(len(paths) for _, paths, _ in sources if paths is not None)
+    report = FileCheckReport(mode)
+    bad_pair = np.zeros(count, bool)
+    for argument, paths, role in sources:
+        if paths is None:
+            continue
+        reasons = check_files(paths, role, mode, progress=progress)
+        report.checked += len(set(paths))
+        for i, path in enumerate(paths):
+            if path in reasons:
+                bad_pair[i] = True
+                report.bad_files.append((path, f"{argument} {role.name}: {reasons[path]}"))
+    seen = set()
+    report.bad_files = [item for item in report.bad_files
+                        if not (item in seen or seen.add(item))]
+    if report.bad_files and on_bad_file == "raise":
+        hint = " (pass on_bad_file='skip' to leave them out)" if skippable else ""
+        raise ValueError(f"{owner}: {len(report.bad_files)} unreadable file(s){hint}:\n"
+                         + "\n".join(report.lines()))
+    report.skipped = np.flatnonzero(bad_pair).tolist()
+    if report.skipped:
+        if len(report.skipped) == count:
+            raise ValueError(f"{owner}: every one of the {count} pairs has a bad file:\n"
+                             + "\n".join(report.lines()))
+        LOGGER.warning("%s: left out %d of %d pairs for %d bad file(s):\n%s", owner,
+                       len(report.skipped), count, len(report.bad_files),
+                       "\n".join(report.lines()))
+    return np.flatnonzero(~bad_pair), report
+
+
+# ----------------------------------------------------------------------------- during epochs
+
+
+def explain_failure(owner, index, sources):
+    """Message for the pair ``index`` whose loading failed in an epoch (the file is re-read).
+
+    ``sources``: ``[(argument, paths or None, role), ...]`` as for :func:`screen_pairs`.
+    """
+    found = []
+    for argument, paths, role in sources:
+        if paths is None:
+            continue
+        path = paths[index]
+        try:
+            inspect_image_file(path, role)
+            reason = decode_error(path, role)
+        except BadFile as error:
+            reason = str(error)
+        if reason:
+            found.append(f"{argument} {role.name} {path}: {reason}")
+    if not found:
+        names = ", ".join(paths[index] for _, paths, _ in sources if paths is not None)
+        return (f"{owner}: loading element {index} ({names}) failed during the epoch, but the "
+                "files read and decode now (a transient read error, or a file being rewritten?)")
+    return (f"{owner}: a file broke during the epoch (changed on disk after the check?): "
+            + "; ".join(found))
+
+
+def map_naming_failures(stream, load, explain, num_parallel_calls):
+    """``stream.map(load)`` in parallel, where a failing element raises an error naming it.
+
+    TensorFlow's decoders fail with messages that name no file, and a graph cannot catch
+    an error. So every element is followed by a marker (its index as ``-index - 1``) that
+    loads zeros of ``load``'s static shapes and cannot fail; the parallel map runs under ``ignore_errors``, and a
+    sequential step after it checks that the positions run on without a gap. A failed
+    element leaves a gap right before its marker, and that step raises
+    ``explain(index)`` there, whether the stream is finite or endless. The markers are
+    removed afterwards; the cost is a few scalar ops per element.
+
+    Args:
+        stream: dataset of tuples whose first entry is an int64 index (>= 0).
+        load: ``load(*element) -> structure`` (TensorFlow ops).
+        explain: Python ``index -> message``.
+        num_parallel_calls: parallelism of the map.
+
+    Returns:
+        A dataset of ``(position, load(*element))`` in stream order, ``position`` counting
+        the elements of ``stream`` from 0.
+    """
+    import tensorflow as tf
+
+    spec = stream.map(load).element_spec  # traces `load` once more, runs nothing
+    dummy = tf.nest.map_structure(
+        lambda t: tf.zeros([d or 0 for d in t.shape], t.dtype), spec)
+
+    def with_marker(*element):
+        marked = (-element[0] - 1,) + tuple(element[1:])
+        return tuple(tf.stack([a, b]) for a, b in zip(element, marked))
+
+    def guarded_load(position, element):
+        loaded = tf.cond(element[0] >= 0, lambda: load(*element),
+                         lambda: tf.nest.map_structure(tf.identity, dummy))
+        return position, element[0], loaded
+
+    def raise_for(index):
+        raise ValueError(explain(int(index)))
+
+    def check(expected, item):
+        position, index, loaded = item
+        ok = tf.cond(tf.equal(position, expected), lambda: tf.constant(0, tf.int64),
+                     lambda: tf.numpy_function(raise_for, [-index - 1], tf.int64, stateful=True))
+        with tf.control_dependencies([ok]):
+            index = tf.identity(index)
+        return position + 1, (position // 2, index, loaded)
+
+    return (stream.map(with_marker).unbatch().enumerate()
+            .map(guarded_load, num_parallel_calls=num_parallel_calls, deterministic=True)
+            .ignore_errors()
+            .scan(tf.constant(0, tf.int64), check)
+            .filter(lambda position, index, loaded: index >= 0)
+            .map(lambda position, index, loaded: (position, loaded)))
