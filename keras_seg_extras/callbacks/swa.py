@@ -21,10 +21,8 @@ before ``model.load_weights``). A run that starts after ``start_epoch`` with an 
 average warns instead of restarting the average silently.
 """
 
-import io
 import os
 import warnings
-import zipfile
 
 import keras
 import numpy as np
@@ -32,6 +30,7 @@ from keras import ops
 from keras.src.saving.keras_saveable import KerasSaveable
 
 from keras_seg_extras._common import check_number, fail, register
+from keras_seg_extras.callbacks._checkpoint import read_saved_entries
 
 OWNER = "StochasticWeightAveraging"
 
@@ -45,32 +44,6 @@ def _strategy_scope(model):
     import contextlib
 
     return contextlib.nullcontext()
-
-
-def _read_saved_state(path, attribute):
-    """The SWA entries ``{key: array}`` under ``attribute`` in a .weights.h5 or .keras file."""
-    import h5py
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        fail(OWNER, "resume_from", path, "must be an existing .keras or .weights.h5 file")
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            if "model.weights.h5" not in archive.namelist():
-                fail(OWNER, "resume_from", path, "is a .keras file without model.weights.h5")
-            handle = h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r")
-    else:
-        try:
-            handle = h5py.File(path, "r")
-        except OSError:
-            fail(OWNER, "resume_from", path, "must be a .keras or .weights.h5 file")
-    with handle:
-        group = handle.get(f"{attribute}/vars")
-        if group is None:
-            fail(OWNER, "resume_from", path,
-                 f"holds no SWA state named {attribute[len('_kse_swa_'):]!r} (saved by a run "
-                 "with this callback, after it attached its state)")
-        return {key: np.asarray(group[key]) for key in group.keys()}
 
 
 class SWAState(KerasSaveable):
@@ -208,7 +181,9 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
         if state is None or not state.matches(model):
             state = SWAState(model, self.name)
             if self.resume_from is not None:
-                state.load_own_variables(_read_saved_state(self.resume_from, self._attribute))
+                state.load_own_variables(read_saved_entries(
+                    OWNER, self.resume_from, self._attribute,
+                    f"SWA state named {self.name!r}"))
             setattr(model, self._attribute, state)
         return state
 
