@@ -65,7 +65,10 @@ def _fingerprint(labels, num_classes, ignore_index):
 
 def _decode_label_file(path):
     """Decode an 8- or 16-bit label PNG to int32 (H, W, 1) without rescaling values."""
-    data = tf.io.read_file(path)
+    return _decode_label_bytes(tf.io.read_file(path))
+
+
+def _decode_label_bytes(data):
     # Byte 24 of a PNG (IHDR) is the bit depth; decoding an 8-bit file as uint16 would
     # multiply every value by 257.
     depth = tf.io.decode_raw(tf.strings.substr(data, 24, 1), tf.uint8)[0]
@@ -164,7 +167,7 @@ def indexed_loader(images, labels, augment=None, image_channels=None):
         fail(owner, "labels", f"{len(labels)} label maps", f"must match the {len(images)} images")
     if augment is not None and not callable(augment):
         fail(owner, "augment", augment, "must be a function (image, label) -> (image, label)")
-    decode = _decoder(images, labels, image_channels)
+    decode = _decoder(owner, images, labels, image_channels)
 
     def load(index):
         image, label = decode(index)
@@ -175,13 +178,14 @@ def indexed_loader(images, labels, augment=None, image_channels=None):
     return load
 
 
-def _decoder(images, labels, image_channels):
+def _decoder(owner, images, labels, image_channels):
     """``index -> (image, label)`` decoded, without augmentation."""
     if isinstance(images, list):
         image_paths = tf.constant(images)
+        image_sizes = tf.constant(file_check.file_sizes(images))
 
         def load_image(index):
-            data = tf.io.read_file(tf.gather(image_paths, index))
+            data = file_check.read_checked(owner, image_paths, image_sizes, index)
             image = tf.io.decode_image(data, channels=image_channels or 0,
                                        expand_animations=False)
             return tf.cast(image, tf.float32) / 255.0
@@ -195,9 +199,11 @@ def _decoder(images, labels, image_channels):
 
     if isinstance(labels, list):
         label_paths = tf.constant(labels)
+        label_sizes = tf.constant(file_check.file_sizes(labels))
 
         def load_label(index):
-            return _decode_label_file(tf.gather(label_paths, index))
+            return _decode_label_bytes(
+                file_check.read_checked(owner, label_paths, label_sizes, index))
     else:
         label_array = labels if labels.ndim == 4 else labels[..., None]
         label_tensor = tf.constant(label_array.astype(np.int32))
@@ -295,8 +301,6 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
         if report.skipped:
             images, labels = ([v[i] for i in keep] if isinstance(v, list) else v[keep]
                               for v in (images, labels))
-            sources = [(a, None if p is None else [p[i] for i in keep], r)
-                       for a, p, r in sources]
     presence = index_class_presence(labels, num_classes, ignore_index, cache_path,
                                     check_files="off")
     counts = presence.sum(axis=0)
@@ -332,7 +336,7 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
 
     if augment is not None and not callable(augment):
         fail(_OWNER, "augment", augment, "must be a function (image, label) -> (image, label)")
-    decode = _decoder(images, labels, image_channels)
+    decode = _decoder(_OWNER, images, labels, image_channels)
 
     def with_class(pair, c):
         image, label = pair if augment is None else augment(*pair)
@@ -343,18 +347,9 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
     # order (deterministic=True): the k-th draw becomes the k-th batch.
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     draws = seeds.map(draw, num_parallel_calls=num_parallel_calls, deterministic=True).unbatch()
-    if report is None:
-        dataset = draws.map(lambda index, c: with_class(decode(index), c),
-                            num_parallel_calls=num_parallel_calls, deterministic=True)
-    else:
-        # Decoding runs apart from `augment`, so that a file breaking after the check is
-        # named (map_naming_failures) and an error of `augment` keeps its own message.
-        dataset = file_check.map_naming_failures(
-            draws, lambda index, c: (decode(index), c),
-            lambda index: file_check.explain_failure(_OWNER, index, sources),
-            num_parallel_calls)
-        dataset = dataset.map(lambda position, loaded: with_class(*loaded),
-                              num_parallel_calls=num_parallel_calls, deterministic=True)
+    # A file changed on disk after the check stops iteration with its name (read_checked).
+    dataset = draws.map(lambda index, c: with_class(decode(index), c),
+                        num_parallel_calls=num_parallel_calls, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(prefetch)
     dataset.file_report = report
     dataset.sampling_weights = weights

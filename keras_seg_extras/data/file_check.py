@@ -3,8 +3,8 @@
 A corrupt, truncated or empty file makes TensorFlow's decoders fail with messages such as
 "Invalid PNG data, size 2938" that name no file. The pipelines of this package therefore
 (1) check every file before the first epoch, in parallel, and report every problem at once
-(or leave the bad pairs out), and (2) name the file when one breaks during an epoch anyway
-(a file changed on disk after the check).
+(or leave the bad pairs out), and (2) name the file when one changes on disk after the
+check (:func:`read_checked`: its size no longer matches).
 
 The pre-check (``mode="structure"``, the default) reads each file whole (no pixel decoding)
 and walks its structure to the end:
@@ -437,7 +437,7 @@ def screen_pairs(owner, sources, mode, on_bad_file, progress=None, skippable=Tru
 
 
 def explain_failure(owner, index, sources):
-    """Message for the pair ``index`` whose loading failed in an epoch (the file is re-read).
+    """Message for element ``index`` whose decoding failed (its files are inspected again).
 
     ``sources``: ``[(argument, paths or None, role), ...]`` as for :func:`screen_pairs`.
     """
@@ -445,72 +445,55 @@ def explain_failure(owner, index, sources):
     for argument, paths, role in sources:
         if paths is None:
             continue
-        path = paths[index]
         try:
-            inspect_image_file(path, role)
-            reason = decode_error(path, role)
+            inspect_image_file(paths[index], role)
+            reason = decode_error(paths[index], role)
         except BadFile as error:
             reason = str(error)
         if reason:
-            found.append(f"{argument} {role.name} {path}: {reason}")
+            found.append(f"{paths[index]}: {argument} {role.name}: {reason}")
     if not found:
         names = ", ".join(paths[index] for _, paths, _ in sources if paths is not None)
-        return (f"{owner}: loading element {index} ({names}) failed during the epoch, but the "
-                "files read and decode now (a transient read error, or a file being rewritten?)")
-    return (f"{owner}: a file broke during the epoch (changed on disk after the check?): "
-            + "; ".join(found))
+        found = [f"element {index} ({names}) failed, but its files read and decode now "
+                 "(a transient read error, or a file being rewritten?)"]
+    return f"{owner}: " + "; ".join(found)
 
 
-def map_naming_failures(stream, load, explain, num_parallel_calls):
-    """``stream.map(load)`` in parallel, where a failing element raises an error naming it.
+def file_sizes(paths):
+    """Byte sizes of ``paths`` now (-1 for a file that cannot be stat'ed), int64."""
+    sizes = np.empty(len(paths), np.int64)
+    for i, path in enumerate(paths):
+        stamp = _stamp(path)
+        sizes[i] = -1 if stamp is None else stamp[0]
+    return sizes
 
-    TensorFlow's decoders fail with messages that name no file, and a graph cannot catch
-    an error. So every element is followed by a marker (its index as ``-index - 1``) that
-    loads zeros of ``load``'s static shapes and cannot fail; the parallel map runs under ``ignore_errors``, and a
-    sequential step after it checks that the positions run on without a gap. A failed
-    element leaves a gap right before its marker, and that step raises
-    ``explain(index)`` there, whether the stream is finite or endless. The markers are
-    removed afterwards; the cost is a few scalar ops per element.
+
+def read_checked(owner, paths, sizes, index):
+    """``tf.io.read_file(paths[index])`` that fails naming the file if its size changed.
+
+    The pipelines record each file's size when they are built (after the check). A file
+    truncated, emptied or rewritten since then stops the epoch with an
+    ``InvalidArgumentError`` that names it and both sizes, before the decoder can fail with
+    a message that names no file. The cost is a gather and a comparison per file. A missing
+    file is named by ``read_file`` itself; a corruption that keeps the size (bit flips in
+    place) reaches the decoder unnamed: ``check_files="decode"`` finds it before training.
 
     Args:
-        stream: dataset of tuples whose first entry is an int64 index (>= 0).
-        load: ``load(*element) -> structure`` (TensorFlow ops).
-        explain: Python ``index -> message``.
-        num_parallel_calls: parallelism of the map.
-
-    Returns:
-        A dataset of ``(position, load(*element))`` in stream order, ``position`` counting
-        the elements of ``stream`` from 0.
+        owner: the pipeline's name, for the message.
+        paths: string tensor of the paths.
+        sizes: int64 tensor of their sizes from :func:`file_sizes`.
+        index: scalar int64 tensor.
     """
     import tensorflow as tf
 
-    spec = stream.map(load).element_spec  # traces `load` once more, runs nothing
-    dummy = tf.nest.map_structure(
-        lambda t: tf.zeros([d or 0 for d in t.shape], t.dtype), spec)
-
-    def with_marker(*element):
-        marked = (-element[0] - 1,) + tuple(element[1:])
-        return tuple(tf.stack([a, b]) for a, b in zip(element, marked))
-
-    def guarded_load(position, element):
-        loaded = tf.cond(element[0] >= 0, lambda: load(*element),
-                         lambda: tf.nest.map_structure(tf.identity, dummy))
-        return position, element[0], loaded
-
-    def raise_for(index):
-        raise ValueError(explain(int(index)))
-
-    def check(expected, item):
-        position, index, loaded = item
-        ok = tf.cond(tf.equal(position, expected), lambda: tf.constant(0, tf.int64),
-                     lambda: tf.numpy_function(raise_for, [-index - 1], tf.int64, stateful=True))
-        with tf.control_dependencies([ok]):
-            index = tf.identity(index)
-        return position + 1, (position // 2, index, loaded)
-
-    return (stream.map(with_marker).unbatch().enumerate()
-            .map(guarded_load, num_parallel_calls=num_parallel_calls, deterministic=True)
-            .ignore_errors()
-            .scan(tf.constant(0, tf.int64), check)
-            .filter(lambda position, index, loaded: index >= 0)
-            .map(lambda position, index, loaded: (position, loaded)))
+    path = tf.gather(paths, index)
+    data = tf.io.read_file(path)
+    size = tf.cast(tf.strings.length(data), tf.int64)
+    expected = tf.gather(sizes, index)
+    message = tf.strings.join([
+        f"{owner}: a file changed on disk after the check (truncated or rewritten?): ", path,
+        ": now ", tf.strings.as_string(size), " bytes, ", tf.strings.as_string(expected),
+        " when the dataset was built"])
+    check = tf.debugging.Assert(tf.equal(size, expected), [message])
+    with tf.control_dependencies([check]):
+        return tf.identity(data)

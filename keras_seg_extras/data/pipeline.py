@@ -101,7 +101,7 @@ def segmentation_dataset(images, masks, batch_size, image_size, augment=None, sh
     Raises:
         ValueError: for mismatched lengths, bad shapes or dtypes, bad sizes, and bad files
             (before training). A file that breaks during an epoch (changed on disk after
-            the check) stops the epoch with an error naming it and the reason.
+            the check, to another size) stops the epoch with an error naming it.
 
     Example:
         >>> ds = segmentation_dataset(x, y, batch_size=8, image_size=256,
@@ -135,19 +135,20 @@ def segmentation_dataset(images, masks, batch_size, image_size, augment=None, sh
         keep, report = file_check.screen_pairs(_OWNER, sources, check_files, on_bad_file,
                                                progress)
         if report.skipped:
-            sources = [(a, None if p is None else [p[i] for i in keep], r)
-                       for a, p, r in sources]
-            image_list, mask_list = sources[0][1], sources[1][1]
+            image_list, mask_list = ([p[i] for i in keep] if p is not None else None
+                                     for p in (image_list, mask_list))
             images = image_list if image_paths else np.asarray(images)[keep]
             masks = mask_list if mask_paths else np.asarray(masks)[keep]
             count = len(keep)
     if image_paths:
         image_table = tf.constant(image_list)
+        image_sizes = tf.constant(file_check.file_sizes(image_list))
     else:
         image_array = _as_array("images", images, 4)
         channels = image_array.shape[-1]
     if mask_paths:
         mask_table = tf.constant(mask_list)
+        mask_sizes = tf.constant(file_check.file_sizes(mask_list))
     else:
         mask_array = _as_array("masks", masks, 4)
         if mask_array.shape[-1] != 1:
@@ -158,14 +159,16 @@ def segmentation_dataset(images, masks, batch_size, image_size, augment=None, sh
 
     def load(index):
         if image_paths:
-            image = tf.io.decode_image(tf.io.read_file(tf.gather(image_table, index)),
-                                       channels=channels, expand_animations=False)
+            image = tf.io.decode_image(
+                file_check.read_checked(_OWNER, image_table, image_sizes, index),
+                channels=channels, expand_animations=False)
         else:
             image = tf.numpy_function(lambda i: image_array[i], [index], tf.uint8)
             image.set_shape([None, None, channels])
         if mask_paths:
-            mask = tf.io.decode_image(tf.io.read_file(tf.gather(mask_table, index)),
-                                      channels=1, expand_animations=False)
+            mask = tf.io.decode_image(
+                file_check.read_checked(_OWNER, mask_table, mask_sizes, index),
+                channels=1, expand_animations=False)
         else:
             mask = tf.numpy_function(lambda i: mask_array[i], [index], tf.uint8)
             mask.set_shape([None, None, 1])
@@ -210,17 +213,9 @@ def segmentation_dataset(images, masks, batch_size, image_size, augment=None, sh
         # flat_map hides the length; declaring it lets Keras and ProgressiveTrainer count
         # the batches of an epoch (and avoids Keras's "ran out of data" warning).
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
-    if report is None:
-        dataset = dataset.enumerate().map(lambda position, index: (position, load(index)),
-                                          num_parallel_calls=parallel, deterministic=True)
-    else:
-        # A file that breaks after the check stops the epoch with its name (TensorFlow's
-        # decoders do not name it); the stream is the same as without the check.
-        dataset = file_check.map_naming_failures(
-            dataset.map(lambda index: (index,)), load,
-            lambda index: file_check.explain_failure(_OWNER, index, sources), parallel)
-        if not repeat:
-            dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
+    # A file changed on disk after the check stops the epoch with its name (read_checked).
+    dataset = dataset.enumerate().map(lambda position, index: (position, load(index)),
+                                      num_parallel_calls=parallel, deterministic=True)
     if augment is not None:
         dataset = dataset.map(augment_pair, num_parallel_calls=parallel, deterministic=True)
     else:
