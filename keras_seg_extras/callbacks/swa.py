@@ -114,9 +114,12 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
     ``bn_data`` is given, the BatchNorm statistics are re-estimated with one pass over it
     (:func:`recompute_batchnorm_statistics`). ``swap_in_average()`` does the same on demand.
 
-    State (mean, count) lives in variables saved with the model's weights, so a run resumed
-    with ``keras.callbacks.BackupAndRestore`` or from a weights checkpoint continues the
-    same average. Works with ``LossScaleOptimizer`` (weights stay float32 under mixed
+    State (mean, count, last averaged epoch) lives in variables saved with the model's
+    weights, so a run resumed with ``keras.callbacks.BackupAndRestore`` continues the same
+    average; a fresh model resumes from a ``.keras`` or weights checkpoint with
+    ``resume_from=path``. A checkpoint written before this callback's epoch end (listed
+    first) is caught up from the restored weights; a resumed run whose average lacks older
+    epochs warns. Works with ``LossScaleOptimizer`` (weights stay float32 under mixed
     precision) and ``MirroredStrategy`` (the state is created in the model's strategy).
     For a model that is not built when ``fit`` starts, list this callback before
     ``BackupAndRestore`` so its state exists when the backup is restored.
