@@ -87,8 +87,9 @@ def test_dot_keras_checkpoint_with_resume_from(runs, uninterrupted, order):
     _assert_same(uninterrupted, _fit(model, [swa], initial_epoch=INTERRUPT), swa)
 
 
-@pytest.mark.parametrize("order", ORDERS)
-@pytest.mark.parametrize("how", ["set_model-then-load_weights", "resume_from"])
+@pytest.mark.parametrize("how, order", [("resume_from", "swa-first"),
+                                        ("resume_from", "checkpoints-first"),
+                                        ("set_model-then-load_weights", "checkpoints-first")])
 def test_weights_only_checkpoint_into_a_fresh_model(runs, uninterrupted, how, order):
     paths = runs[order]
     model = _model()
