@@ -14,10 +14,14 @@ pooled mean and variance of its inputs over all those batches.
 
 The running mean and the snapshot count are ``keras.Variable`` s attached to the model (as
 a saveable attribute, not as model weights), so ``model.save_weights`` /
-``BackupAndRestore`` / ``ModelCheckpoint(save_weights_only=True)`` store them and a resumed
-run continues the same average. Models loaded without the callback ignore them.
+``BackupAndRestore`` / ``ModelCheckpoint`` (both kinds) and ``model.save`` store them. Keras
+restores them only into a model that already has them, which a fresh model does not: resume
+with ``resume_from=<the .keras or .weights.h5 file>`` (or call ``swa.set_model(model)``
+before ``model.load_weights``). A run that starts after ``start_epoch`` with an empty
+average warns instead of restarting the average silently.
 """
 
+import os
 import warnings
 
 import keras
@@ -26,6 +30,7 @@ from keras import ops
 from keras.src.saving.keras_saveable import KerasSaveable
 
 from keras_seg_extras._common import check_number, fail, register
+from keras_seg_extras.callbacks._checkpoint import read_saved_entries
 
 OWNER = "StochasticWeightAveraging"
 
@@ -55,6 +60,9 @@ class SWAState(KerasSaveable):
                                         name=f"{self.name}_count")
             self.last_step = keras.Variable(-1, dtype="int64", trainable=False,
                                             name=f"{self.name}_last_step")
+            # the last epoch whose weights entered the average (-1: none, or unknown)
+            self.last_epoch = keras.Variable(-1, dtype="int64", trainable=False,
+                                             name=f"{self.name}_last_epoch")
             self.means = [keras.Variable(ops.zeros(w.shape, "float32"), trainable=False,
                                          name=f"{self.name}_mean_{i}")
                           for i, w in enumerate(model.trainable_weights)]
@@ -70,6 +78,7 @@ class SWAState(KerasSaveable):
     def save_own_variables(self, store):
         store["count"] = np.asarray(self.count.numpy())
         store["last_step"] = np.asarray(self.last_step.numpy())
+        store["last_epoch"] = np.asarray(self.last_epoch.numpy())
         for i, mean in enumerate(self.means):
             store[f"mean_{i}"] = mean.numpy()
 
@@ -77,11 +86,13 @@ class SWAState(KerasSaveable):
         keys = list(store.keys())
         if not keys:  # saved before SWA existed: keep the fresh state
             return
-        if len(keys) != len(self.means) + 2:
-            raise ValueError(f"{OWNER}: the saved state holds {len(keys) - 2} averaged "
+        extra = 3 if "last_epoch" in keys else 2  # files saved before last_epoch existed: 2
+        if len(keys) != len(self.means) + extra:
+            raise ValueError(f"{OWNER}: the saved state holds {len(keys) - extra} averaged "
                              f"weights but the model has {len(self.means)}.")
         self.count.assign(np.asarray(store["count"]))
         self.last_step.assign(np.asarray(store["last_step"]))
+        self.last_epoch.assign(np.asarray(store["last_epoch"]) if extra == 3 else -1)
         for i, mean in enumerate(self.means):
             mean.assign(np.asarray(store[f"mean_{i}"]))
 
@@ -103,9 +114,12 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
     ``bn_data`` is given, the BatchNorm statistics are re-estimated with one pass over it
     (:func:`recompute_batchnorm_statistics`). ``swap_in_average()`` does the same on demand.
 
-    State (mean, count) lives in variables saved with the model's weights, so a run resumed
-    with ``keras.callbacks.BackupAndRestore`` or from a weights checkpoint continues the
-    same average. Works with ``LossScaleOptimizer`` (weights stay float32 under mixed
+    State (mean, count, last averaged epoch) lives in variables saved with the model's
+    weights, so a run resumed with ``keras.callbacks.BackupAndRestore`` continues the same
+    average; a fresh model resumes from a ``.keras`` or weights checkpoint with
+    ``resume_from=path``. A checkpoint written before this callback's epoch end (listed
+    first) is caught up from the restored weights; a resumed run whose average lacks older
+    epochs warns. Works with ``LossScaleOptimizer`` (weights stay float32 under mixed
     precision) and ``MirroredStrategy`` (the state is created in the model's strategy).
     For a model that is not built when ``fit`` starts, list this callback before
     ``BackupAndRestore`` so its state exists when the backup is restored.
@@ -122,6 +136,10 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
             infinite dataset).
         name: names the state attached to the model; use distinct names for two SWA
             callbacks on one model (e.g. one per training stage).
+        resume_from: optional ``.keras`` or ``.weights.h5`` file (a checkpoint of the run
+            being resumed): the average and count are read from it when the state is
+            created, for a model loaded or built fresh. A file without this callback's
+            state raises ``ValueError``.
 
     Example:
         >>> swa = StochasticWeightAveraging(start_epoch=7, bn_data=train_images)
@@ -129,7 +147,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
     """
 
     def __init__(self, start_epoch, update_every="epoch", bn_data=None, keep_raw_weights=False,
-                 bn_steps=None, name="swa"):
+                 bn_steps=None, name="swa", resume_from=None):
         super().__init__()
         self.start_epoch = check_number(OWNER, "start_epoch", start_epoch, minimum=0,
                                         integer=True)
@@ -144,8 +162,10 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
         if not isinstance(name, str) or not name.isidentifier():
             fail(OWNER, "name", name, "must be a Python identifier")
         self.name = name
+        self.resume_from = None if resume_from is None else os.fspath(resume_from)
         self.raw_weights = None
         self._epoch = 0
+        self._first_epoch = True
 
     # ------------------------------------------------------------------ state
 
@@ -163,6 +183,10 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
         state = getattr(model, self._attribute, None)
         if state is None or not state.matches(model):
             state = SWAState(model, self.name)
+            if self.resume_from is not None:
+                state.load_own_variables(read_saved_entries(
+                    OWNER, self.resume_from, self._attribute,
+                    f"SWA state named {self.name!r}"))
             setattr(model, self._attribute, state)
         return state
 
@@ -177,8 +201,10 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
 
     # ------------------------------------------------------------------ updates
 
-    def _add_snapshot(self):
+    def _add_snapshot(self, epoch=None):
         state = self._state()
+        if epoch is not None:
+            state.last_epoch.assign(epoch)
         n = float(state.count.numpy())
         for mean, weight in zip(state.means, self.model.trainable_weights):
             value = ops.cast(weight.value, "float32")
@@ -187,13 +213,42 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._state()
+        self._first_epoch = True
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        if self._first_epoch:
+            self._first_epoch = False
+            self._catch_up(epoch)
+
+    def _catch_up(self, epoch):
+        """On resuming at ``epoch``: add epoch ``epoch - 1`` if the checkpoint missed it.
+
+        A checkpoint written at the end of an epoch by a callback that runs before this
+        one (``BackupAndRestore`` or ``ModelCheckpoint`` listed first) holds that epoch's
+        weights but not its snapshot. The weights at the start of the resumed epoch are
+        exactly those weights, so the snapshot is added now. Anything missing before that
+        cannot be recovered and is reported loudly.
+        """
+        state = self._state()
+        count = int(state.count.numpy())
+        last = int(state.last_epoch.numpy()) if count else self.start_epoch - 1
+        if epoch <= self.start_epoch or (count and last < 0):
+            return  # nothing due yet, or a state saved before last_epoch was recorded
+        if self.update_every == "epoch" and last == epoch - 2:
+            self._add_snapshot(epoch - 1)
+        elif (self.update_every == "epoch" and last < epoch - 2) or count == 0:
+            warnings.warn(
+                f"{OWNER}: training starts at epoch {epoch}, after start_epoch="
+                f"{self.start_epoch}, with an average that lacks epochs "
+                f"{max(last + 1, self.start_epoch)}..{epoch - 1} (it holds {count} snapshot(s))."
+                " To resume a run, pass resume_from=<its checkpoint> or call "
+                "swa.set_model(model) before model.load_weights(...).", UserWarning,
+                stacklevel=3)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.update_every == "epoch" and epoch >= self.start_epoch:
-            self._add_snapshot()
+            self._add_snapshot(epoch)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.update_every == "epoch" or self._epoch < self.start_epoch:
@@ -238,7 +293,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
     def get_config(self):
         return {"start_epoch": self.start_epoch, "update_every": self.update_every,
                 "keep_raw_weights": self.keep_raw_weights, "bn_steps": self.bn_steps,
-                "name": self.name}
+                "name": self.name, "resume_from": self.resume_from}
 
 
 # ---------------------------------------------------------------------- BatchNorm

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from keras_seg_extras._common import check_number, fail
+from keras_seg_extras.callbacks._checkpoint import read_saved_entries
 
 CLASS_KEY = "tce_class"  # the input-dict key the class-sampled dataset uses
 _CLASS_LOG = "_kse_tce_batch_class"
@@ -97,7 +98,11 @@ class StochasticTCESampler(keras.callbacks.Callback):
     (hence by ``BackupAndRestore`` and weight-only ``ModelCheckpoint``) and restored by
     ``model.load_weights``, which also writes the restored ``w`` into the dataset's variable;
     ``get_state``/``set_state`` give it as a dict. A run resumed with ``BackupAndRestore``
-    continues with the weights of the last backup.
+    continues with the weights of the last backup. Keras restores the state only into a
+    model this sampler is attached to: for a model loaded or built fresh, pass
+    ``resume_from=<the .keras or .weights.h5 checkpoint>`` (or call
+    ``sampler.set_model(model)`` before ``model.load_weights``); a fit that starts after
+    epoch 0 with a sampler that has never updated warns.
 
     Args:
         t: tilt (finite real).
@@ -105,6 +110,9 @@ class StochasticTCESampler(keras.callbacks.Callback):
         sampling_weights: the dataset's weight variable (``dataset.sampling_weights``), or
             the dataset itself.
         class_names: optional names of the K classes for the log keys (default 0..K-1).
+        resume_from: optional ``.keras`` or ``.weights.h5`` checkpoint whose sampler state
+            is restored when the sampler is attached to a model (``ValueError`` if the file
+            holds none).
 
     Example:
         >>> ds = kse.data.class_sampled_dataset(x, y, num_classes=19, batch_size=8)
@@ -114,7 +122,7 @@ class StochasticTCESampler(keras.callbacks.Callback):
         >>> model.fit(ds, steps_per_epoch=100, epochs=5, callbacks=[sampler])
     """
 
-    def __init__(self, t, gamma, sampling_weights, class_names=None):
+    def __init__(self, t, gamma, sampling_weights, class_names=None, resume_from=None):
         super().__init__()
         owner = type(self).__name__
         self.t = check_number(owner, "t", t)
@@ -137,6 +145,8 @@ class StochasticTCESampler(keras.callbacks.Callback):
         self._updates = 0
         self._skipped = 0
         self._installed = None
+        self.resume_from = resume_from
+        self._first_epoch = True
 
     # ------------------------------------------------------------------ state
 
@@ -200,7 +210,12 @@ class StochasticTCESampler(keras.callbacks.Callback):
         super().set_model(model)
         holder = getattr(model, _STATE_ATTRIBUTE, None)
         if holder is None or holder._sampler_ref[0] is not self:
-            object.__setattr__(model, _STATE_ATTRIBUTE, _SamplerState(self))
+            holder = _SamplerState(self)
+            object.__setattr__(model, _STATE_ATTRIBUTE, holder)
+            if self.resume_from is not None:
+                holder.load_own_variables(read_saved_entries(
+                    type(self).__name__, self.resume_from, _STATE_ATTRIBUTE, "sampler state"))
+                self.resume_from = None  # read once; later set_model calls keep the state
         self._install(model)
 
     def on_train_begin(self, logs=None):
@@ -210,6 +225,16 @@ class StochasticTCESampler(keras.callbacks.Callback):
                  "must be 1 (each step's class and loss are needed)")
         self._install(self.model)
         self._write_weights()
+        self._first_epoch = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch and epoch > 0 and self._updates == 0:
+            warnings.warn(
+                f"{type(self).__name__}: training starts at epoch {epoch} with a sampler that "
+                "has never updated (uniform weights). To resume a run, pass resume_from=<its "
+                "checkpoint> or call sampler.set_model(model) before model.load_weights(...).",
+                UserWarning, stacklevel=2)
+        self._first_epoch = False
 
     def on_train_batch_end(self, batch, logs=None):
         if logs is None or _CLASS_LOG not in logs:

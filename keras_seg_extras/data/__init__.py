@@ -4,7 +4,7 @@ Loaded lazily by ``keras_seg_extras`` (``kse.data``); the pipeline and class-sam
 use TensorFlow.
 """
 
-from keras_seg_extras.data import augment, dicom, pipeline, rle, split  # noqa: F401
+from keras_seg_extras.data import augment, dicom, file_check, pipeline, rle, split  # noqa: F401
 from keras_seg_extras.data.class_sampler import (  # noqa: F401
     class_sampled_dataset,
     index_class_presence,

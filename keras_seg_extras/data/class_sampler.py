@@ -24,9 +24,15 @@ import numpy as np
 import tensorflow as tf
 
 from keras_seg_extras._common import check_number, check_optional_int, fail
+from keras_seg_extras.data import file_check
 
 _OWNER = "class_sampled_dataset"
 CLASS_KEY = "tce_class"
+LABEL_ROLE = file_check.FileRole("label", 1, keep_values=True, png_only=True, decoder="png")
+
+
+def _image_role(image_channels):
+    return file_check.FileRole("image", image_channels or 0)
 
 
 def _is_paths(value):
@@ -59,7 +65,10 @@ def _fingerprint(labels, num_classes, ignore_index):
 
 def _decode_label_file(path):
     """Decode an 8- or 16-bit label PNG to int32 (H, W, 1) without rescaling values."""
-    data = tf.io.read_file(path)
+    return _decode_label_bytes(tf.io.read_file(path))
+
+
+def _decode_label_bytes(data):
     # Byte 24 of a PNG (IHDR) is the bit depth; decoding an 8-bit file as uint16 would
     # multiply every value by 257.
     depth = tf.io.decode_raw(tf.strings.substr(data, 24, 1), tf.uint8)[0]
@@ -85,7 +94,8 @@ def _presence_of(owner, label_map, num_classes, ignore_index, where):
     return row
 
 
-def index_class_presence(labels, num_classes, ignore_index=None, cache_path=None):
+def index_class_presence(labels, num_classes, ignore_index=None, cache_path=None, *,
+                         check_files="structure"):
     """Which classes each label map contains: a boolean (N, num_classes) matrix.
 
     Args:
@@ -96,13 +106,15 @@ def index_class_presence(labels, num_classes, ignore_index=None, cache_path=None
         cache_path: optional ``.npz`` file. When it exists and was made from the same labels
             (a fingerprint of the paths and file sizes, or of the array bytes), the index is
             read from it; otherwise it is computed and written there.
+        check_files: how label files are checked before decoding (``"structure"``,
+            ``"decode"`` or ``"off"``; see :mod:`keras_seg_extras.data.file_check`).
 
     Returns:
         ``presence[n, c]`` True where label map n contains a pixel of class c.
 
     Raises:
         ValueError: for label values outside [0, K) that are not ``ignore_index``, naming
-            the image.
+            the image; listing every unreadable label file and why.
     """
     owner = "index_class_presence"
     num_classes = check_number(owner, "num_classes", num_classes, minimum=1, integer=True)
@@ -114,10 +126,19 @@ def index_class_presence(labels, num_classes, ignore_index=None, cache_path=None
             if str(cached["fingerprint"]) == fingerprint:
                 return cached["presence"].astype(bool)
     if isinstance(labels, list):
-        decoded = tf.data.Dataset.from_tensor_slices(labels).map(
-            _decode_label_file, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        rows = [_presence_of(owner, label.numpy(), num_classes, ignore_index, labels[n])
-                for n, label in enumerate(decoded)]
+        file_check.screen_pairs(owner, [("labels", labels, LABEL_ROLE)], check_files, "raise",
+                                skippable=False)
+        decoded = iter(tf.data.Dataset.from_tensor_slices(labels).map(
+            _decode_label_file, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+        rows = []
+        for n in range(len(labels)):
+            try:
+                label = next(decoded)
+            except tf.errors.OpError:  # in order: element n failed
+                raise ValueError(file_check.explain_failure(
+                    owner, n, [("labels", labels, LABEL_ROLE)])) from None
+            rows.append(_presence_of(owner, label.numpy(), num_classes, ignore_index,
+                                     labels[n]))
     else:
         rows = [_presence_of(owner, labels[n], num_classes, ignore_index, f"image {n}")
                 for n in range(labels.shape[0])]
@@ -146,12 +167,25 @@ def indexed_loader(images, labels, augment=None, image_channels=None):
         fail(owner, "labels", f"{len(labels)} label maps", f"must match the {len(images)} images")
     if augment is not None and not callable(augment):
         fail(owner, "augment", augment, "must be a function (image, label) -> (image, label)")
+    decode = _decoder(owner, images, labels, image_channels)
 
+    def load(index):
+        image, label = decode(index)
+        if augment is not None:
+            image, label = augment(image, label)
+        return image, label
+
+    return load
+
+
+def _decoder(owner, images, labels, image_channels):
+    """``index -> (image, label)`` decoded, without augmentation."""
     if isinstance(images, list):
         image_paths = tf.constant(images)
+        image_sizes = tf.constant(file_check.file_sizes(images))
 
         def load_image(index):
-            data = tf.io.read_file(tf.gather(image_paths, index))
+            data = file_check.read_checked(owner, image_paths, image_sizes, index)
             image = tf.io.decode_image(data, channels=image_channels or 0,
                                        expand_animations=False)
             return tf.cast(image, tf.float32) / 255.0
@@ -165,9 +199,11 @@ def indexed_loader(images, labels, augment=None, image_channels=None):
 
     if isinstance(labels, list):
         label_paths = tf.constant(labels)
+        label_sizes = tf.constant(file_check.file_sizes(labels))
 
         def load_label(index):
-            return _decode_label_file(tf.gather(label_paths, index))
+            return _decode_label_bytes(
+                file_check.read_checked(owner, label_paths, label_sizes, index))
     else:
         label_array = labels if labels.ndim == 4 else labels[..., None]
         label_tensor = tf.constant(label_array.astype(np.int32))
@@ -175,19 +211,14 @@ def indexed_loader(images, labels, augment=None, image_channels=None):
         def load_label(index):
             return tf.gather(label_tensor, index)
 
-    def load(index):
-        image, label = load_image(index), load_label(index)
-        if augment is not None:
-            image, label = augment(image, label)
-        return image, label
-
-    return load
+    return lambda index: (load_image(index), load_label(index))
 
 
 def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=None,
                           ignore_index=None, augment=None, image_channels=None,
                           cache_path=None, seed=None, image_key="image",
-                          num_parallel_calls=tf.data.AUTOTUNE, prefetch=tf.data.AUTOTUNE):
+                          num_parallel_calls=tf.data.AUTOTUNE, prefetch=tf.data.AUTOTUNE,
+                          check_files="structure", on_bad_file="raise", progress=None):
     """An endless tf.data pipeline of class-sampled minibatches (paper 002, Algorithm 1).
 
     Per batch: ``c ~ Categorical(weights)`` over the classes that occur in at least one image
@@ -222,10 +253,20 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
         image_key: the key of the images in the input dict (the model's input name).
         num_parallel_calls: parallelism of decoding/augmentation.
         prefetch: prefetch buffer in batches (bounds how stale the weights of a draw are).
+        check_files: for paths, how every file is checked before the first draw
+            (``"structure"``, ``"decode"`` or ``"off"``; see
+            :mod:`keras_seg_extras.data.file_check`). Label files must be grey PNGs of 8 or
+            16 bits (a palette or colour PNG would decode to grey levels, not to class ids).
+        on_bad_file: ``"raise"``: one ``ValueError`` listing every bad file and why;
+            ``"skip"``: leave out each pair with a bad file (logged, and listed in
+            ``dataset.file_report``); the presence index covers the kept pairs.
+        progress: progress bar of the check (None: for 1,000 files or more).
 
     Returns:
         A ``tf.data.Dataset`` with extra attributes ``sampling_weights`` (the variable),
-        ``class_presence`` (N, K) and ``images_per_class`` (K,).
+        ``class_presence`` (N, K), ``images_per_class`` (K,) and ``file_report`` (a
+        :class:`~keras_seg_extras.data.file_check.FileCheckReport`, None for arrays). A file
+        that breaks after the check stops iteration with an error naming it.
 
     Example:
         >>> ds = class_sampled_dataset(x_train, y_train, num_classes=19, batch_size=8,
@@ -250,7 +291,18 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
     elif not isinstance(weights, tf.Variable) or tuple(weights.shape) != (num_classes,):
         fail(_OWNER, "weights", weights, f"must be a tf.Variable of shape ({num_classes},)")
 
-    presence = index_class_presence(labels, num_classes, ignore_index, cache_path)
+    sources = [("images", images if isinstance(images, list) else None,
+                _image_role(image_channels)),
+               ("labels", labels if isinstance(labels, list) else None, LABEL_ROLE)]
+    report = None
+    if sources[0][1] is not None or sources[1][1] is not None:
+        keep, report = file_check.screen_pairs(_OWNER, sources, check_files, on_bad_file,
+                                               progress)
+        if report.skipped:
+            images, labels = ([v[i] for i in keep] if isinstance(v, list) else v[keep]
+                              for v in (images, labels))
+    presence = index_class_presence(labels, num_classes, ignore_index, cache_path,
+                                    check_files="off")
     counts = presence.sum(axis=0)
     if not counts.any():
         fail(_OWNER, "labels", "label maps without any class pixel",
@@ -282,22 +334,24 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
         indices = tf.gather(flat_members, start + position)
         return indices, tf.fill([batch_size], c)
 
-    load = indexed_loader(images, labels, augment=augment, image_channels=image_channels)
+    if augment is not None and not callable(augment):
+        fail(_OWNER, "augment", augment, "must be a function (image, label) -> (image, label)")
+    decode = _decoder(_OWNER, images, labels, image_channels)
 
-    def load_with_class(index, c):
-        image, label = load(index)
+    def with_class(pair, c):
+        image, label = pair if augment is None else augment(*pair)
         return {image_key: image, CLASS_KEY: c}, label
 
     # Each draw gets its own stateless seed pair from a random stream (deterministic under
     # `seed`, a new sequence for each new iterator), so draws can run in parallel and in
     # order (deterministic=True): the k-th draw becomes the k-th batch.
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    dataset = (seeds
-               .map(draw, num_parallel_calls=num_parallel_calls, deterministic=True)
-               .unbatch()
-               .map(load_with_class, num_parallel_calls=num_parallel_calls, deterministic=True)
-               .batch(batch_size, drop_remainder=True)
-               .prefetch(prefetch))
+    draws = seeds.map(draw, num_parallel_calls=num_parallel_calls, deterministic=True).unbatch()
+    # A file changed on disk after the check stops iteration with its name (read_checked).
+    dataset = draws.map(lambda index, c: with_class(decode(index), c),
+                        num_parallel_calls=num_parallel_calls, deterministic=True)
+    dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(prefetch)
+    dataset.file_report = report
     dataset.sampling_weights = weights
     dataset.class_presence = presence
     dataset.images_per_class = counts

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_seg_extras._common import check_number, fail
+from keras_seg_extras.data import file_check
 from keras_seg_extras.data.augment import Augmenter, element_seed
 
 _OWNER = "kse.data.pipeline.segmentation_dataset"
@@ -27,6 +28,10 @@ def _is_paths(value):
     if isinstance(value, np.ndarray):
         return value.dtype.kind in "USO"
     return len(value) > 0 and isinstance(value[0], (str, bytes, os.PathLike))
+
+
+def _path(value):
+    return value.decode() if isinstance(value, bytes) else os.fspath(value)
 
 
 def _as_array(argument, value, rank):
@@ -50,7 +55,8 @@ def _as_array(argument, value, rank):
 
 def segmentation_dataset(images, masks, batch_size, image_size, augment=None, shuffle=True,
                          seed=0, repeat=False, channels=3, binarize_masks=True,
-                         drop_remainder=False, num_parallel_calls=None):
+                         drop_remainder=False, num_parallel_calls=None, *,
+                         check_files="structure", on_bad_file="raise", progress=None):
     """A batched ``tf.data.Dataset`` of (image, mask) pairs, optionally augmented.
 
     Steps: shuffle the indices (stateless, seeded by ``(seed, epoch)``) -> load each element
@@ -78,13 +84,24 @@ def segmentation_dataset(images, masks, batch_size, image_size, augment=None, sh
         drop_remainder: drop the last incomplete batch.
         num_parallel_calls: parallelism of the load and augment maps (``tf.data.AUTOTUNE`` by
             default).
+        check_files: for paths, how every file is checked before the first epoch (see
+            :mod:`keras_seg_extras.data.file_check`): ``"structure"`` (default: each file
+            read whole and its structure walked, in parallel, no pixel decoding),
+            ``"decode"`` (also a full decode) or ``"off"``.
+        on_bad_file: ``"raise"`` (default): one ``ValueError`` listing every bad file and
+            why; ``"skip"``: leave out each pair with a bad image or mask, log the list
+            (logger ``keras_seg_extras.data``) and report it in ``dataset.file_report``.
+        progress: progress bar of the check (None: for 1,000 files or more).
 
     Returns:
         ``tf.data.Dataset`` of ``(image, mask)``: uint8 (B, S, S, C) and uint8 (B, S, S, 1),
-        static spatial shapes.
+        static spatial shapes. Its ``file_report`` attribute is a
+        :class:`~keras_seg_extras.data.file_check.FileCheckReport` (None for arrays).
 
     Raises:
-        ValueError: for mismatched lengths, bad shapes or dtypes, bad sizes.
+        ValueError: for mismatched lengths, bad shapes or dtypes, bad sizes, and bad files
+            (before training). A file that breaks during an epoch (changed on disk after
+            the check, to another size) stops the epoch with an error naming it.
 
     Example:
         >>> ds = segmentation_dataset(x, y, batch_size=8, image_size=256,
@@ -107,14 +124,31 @@ def segmentation_dataset(images, masks, batch_size, image_size, augment=None, sh
     if count == 0:
         fail(_OWNER, "images", count, "must hold at least one image")
 
+    image_list = [_path(p) for p in images] if image_paths else None
+    mask_list = [_path(p) for p in masks] if mask_paths else None
+    sources = [("images", image_list, file_check.FileRole("image", channels)),
+               ("masks", mask_list, file_check.FileRole(
+                   "mask", 1, keep_values=not binarize_masks, png_only=True,
+                   allow_16_bit=False))]
+    report = None
+    if image_paths or mask_paths:
+        keep, report = file_check.screen_pairs(_OWNER, sources, check_files, on_bad_file,
+                                               progress)
+        if report.skipped:
+            image_list, mask_list = ([p[i] for i in keep] if p is not None else None
+                                     for p in (image_list, mask_list))
+            images = image_list if image_paths else np.asarray(images)[keep]
+            masks = mask_list if mask_paths else np.asarray(masks)[keep]
+            count = len(keep)
     if image_paths:
-        image_table = tf.constant([os.fspath(p) if not isinstance(p, bytes) else p
-                                   for p in images])
+        image_table = tf.constant(image_list)
+        image_sizes = tf.constant(file_check.file_sizes(image_list))
     else:
         image_array = _as_array("images", images, 4)
         channels = image_array.shape[-1]
     if mask_paths:
-        mask_table = tf.constant([os.fspath(p) if not isinstance(p, bytes) else p for p in masks])
+        mask_table = tf.constant(mask_list)
+        mask_sizes = tf.constant(file_check.file_sizes(mask_list))
     else:
         mask_array = _as_array("masks", masks, 4)
         if mask_array.shape[-1] != 1:
@@ -123,16 +157,18 @@ def segmentation_dataset(images, masks, batch_size, image_size, augment=None, sh
         fail(_OWNER, "masks", mask_array.shape, f"must match the images' H, W "
              f"{image_array.shape[1:3]}")
 
-    def load(position, index):
+    def load(index):
         if image_paths:
-            image = tf.io.decode_image(tf.io.read_file(tf.gather(image_table, index)),
-                                       channels=channels, expand_animations=False)
+            image = tf.io.decode_image(
+                file_check.read_checked(_OWNER, image_table, image_sizes, index),
+                channels=channels, expand_animations=False)
         else:
             image = tf.numpy_function(lambda i: image_array[i], [index], tf.uint8)
             image.set_shape([None, None, channels])
         if mask_paths:
-            mask = tf.io.decode_image(tf.io.read_file(tf.gather(mask_table, index)),
-                                      channels=1, expand_animations=False)
+            mask = tf.io.decode_image(
+                file_check.read_checked(_OWNER, mask_table, mask_sizes, index),
+                channels=1, expand_animations=False)
         else:
             mask = tf.numpy_function(lambda i: mask_array[i], [index], tf.uint8)
             mask.set_shape([None, None, 1])
@@ -145,9 +181,11 @@ def segmentation_dataset(images, masks, batch_size, image_size, augment=None, sh
             mask = tf.cast(mask > 0, tf.uint8)
         image.set_shape([size, size, channels])
         mask.set_shape([size, size, 1])
-        return position, image, mask
+        return image, mask
 
-    def augment_pair(position, image, mask):
+    def augment_pair(position, pair):
+        image, mask = pair
+
         def run(position_value, image_value, mask_value):
             out_image, out_mask = augment(image_value, mask_value,
                                           element_seed(seed, position_value))
@@ -175,11 +213,13 @@ def segmentation_dataset(images, masks, batch_size, image_size, augment=None, sh
         # flat_map hides the length; declaring it lets Keras and ProgressiveTrainer count
         # the batches of an epoch (and avoids Keras's "ran out of data" warning).
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
-    dataset = dataset.enumerate()
-    dataset = dataset.map(load, num_parallel_calls=parallel, deterministic=True)
+    # A file changed on disk after the check stops the epoch with its name (read_checked).
+    dataset = dataset.enumerate().map(lambda position, index: (position, load(index)),
+                                      num_parallel_calls=parallel, deterministic=True)
     if augment is not None:
         dataset = dataset.map(augment_pair, num_parallel_calls=parallel, deterministic=True)
     else:
-        dataset = dataset.map(lambda position, image, mask: (image, mask))
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+        dataset = dataset.map(lambda position, pair: pair)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    dataset.file_report = report
+    return dataset

@@ -113,8 +113,35 @@ def _strings(rle):
     return [rle]
 
 
-def _parse(owner, image_id, text, empty_tokens):
-    """Integers of one RLE string; None for an empty mask."""
+_MAX_DIGITS = 18  # any longer integer exceeds every image (and int64)
+
+
+def _malformed(owner, image_id, text, why):
+    raise ValueError(f"{owner}: image {image_id!r}: malformed RLE, {why}; "
+                     f"received {_preview(text)}.")
+
+
+def _token(tokens, k):
+    return f"token {k + 1} ({tokens[k]!r})"
+
+
+def _first_bad_token(tokens, size):
+    """Index and reason of the first token that is not an integer of at most ``size``."""
+    for k, token in enumerate(tokens):
+        digits = token[1:] if token[:1] in "+-" else token
+        if not (digits.isascii() and digits.isdigit()):
+            return k, "is not an integer"
+        if len(digits) > _MAX_DIGITS or int(digits) > size:
+            return k, f"exceeds the {size} pixels of the image"
+    return None
+
+
+def _parse(owner, image_id, text, empty_tokens, size):
+    """Tokens and int64 values of one RLE string; None for an empty mask.
+
+    Every value must be an ASCII integer of magnitude at most ``size`` (no offset, start or
+    length can exceed the number of pixels), so nothing overflows int64 later.
+    """
     if text is None or (isinstance(text, float) and math.isnan(text)):
         return None
     if isinstance(text, bytes):
@@ -126,17 +153,19 @@ def _parse(owner, image_id, text, empty_tokens):
     if stripped in empty_tokens:
         return None
     tokens = stripped.split()
-    try:
-        values = np.array([int(token) for token in tokens], dtype=np.int64)
-    except ValueError:
-        bad = next(t for t in tokens if not t.lstrip("+-").isdigit())
-        raise ValueError(f"{owner}: image {image_id!r}: malformed RLE, {bad!r} is not an "
-                         f"integer; received {_preview(text)}.") from None
+    values = None
+    if stripped.isascii() and "_" not in stripped:  # int() accepts '1_000' and other digits
+        try:
+            values = np.array(tokens).astype(np.int64)
+        except (ValueError, OverflowError):
+            values = None
+    if values is None or np.any(np.abs(values) > size):
+        k, why = _first_bad_token(tokens, size)
+        _malformed(owner, image_id, text, f"{_token(tokens, k)} {why}")
     if values.size % 2:
-        raise ValueError(f"{owner}: image {image_id!r}: malformed RLE, an odd number of values "
-                         f"({values.size}) cannot form (start, length) pairs; "
-                         f"received {_preview(text)}.")
-    return values
+        _malformed(owner, image_id, text, f"an odd number of values ({values.size}): the last, "
+                   f"{_token(tokens, values.size - 1)}, has no run length")
+    return tokens, values
 
 
 def _preview(text, limit=80):
@@ -150,16 +179,18 @@ def _paint(starts, ends, size):
     return np.cumsum(change[:size]) > 0
 
 
-def _check_runs(owner, image_id, starts, lengths, ends, size, shape, text):
-    if np.any(lengths < 1):
-        bad = int(lengths[lengths < 1][0])
-        raise ValueError(f"{owner}: image {image_id!r}: malformed RLE, run length {bad} must be "
-                         f">= 1; received {_preview(text)}.")
-    if np.any(ends > size):
-        bad = int(ends[ends > size][0])
-        raise ValueError(f"{owner}: image {image_id!r}: malformed RLE, a run ends at pixel {bad}, "
-                         f"beyond the {size} pixels of a {shape[0]}x{shape[1]} mask; "
-                         f"received {_preview(text)}.")
+def _check_runs(owner, image_id, tokens, lengths, ends, size, shape, text):
+    """Lengths >= 1 and runs inside the image; token 2j + 1 is the length of run j."""
+    short = np.flatnonzero(lengths < 1)
+    if short.size:
+        _malformed(owner, image_id, text,
+                   f"{_token(tokens, 2 * short[0] + 1)}: a run length must be >= 1")
+    beyond = np.flatnonzero(ends > size)
+    if beyond.size:
+        j = beyond[0]
+        _malformed(owner, image_id, text,
+                   f"{_token(tokens, 2 * j + 1)}: the run ends at pixel {int(ends[j])}, beyond "
+                   f"the {size} pixels of a {shape[0]}x{shape[1]} mask")
 
 
 def decode_siim(rle, shape, image_id=None):
@@ -189,17 +220,23 @@ def decode_siim(rle, shape, image_id=None):
     size = height * width
     all_starts, all_ends = [], []
     for text in _strings(rle):
-        values = _parse(owner, image_id, text, ("", "-1"))
-        if values is None:
+        parsed = _parse(owner, image_id, text, ("", "-1"), size)
+        if parsed is None:
             continue
+        tokens, values = parsed
         offsets, lengths = values[0::2], values[1::2]
-        if np.any(offsets < 0):
-            bad = int(offsets[offsets < 0][0])
-            raise ValueError(f"{owner}: image {image_id!r}: malformed RLE, offset {bad} must be "
-                             f">= 0 (\"-1\" alone marks an empty mask); received {_preview(text)}.")
-        positions = np.cumsum(values)
+        negative = np.flatnonzero(offsets < 0)
+        if negative.size:
+            _malformed(owner, image_id, text, f"{_token(tokens, 2 * negative[0])}: an offset "
+                       "must be >= 0 (\"-1\" alone marks an empty mask)")
+        # Each value is <= size; only a string of billions of values could overflow the
+        # int64 running sum, and it ends past the image anyway: clip it (float64) instead.
+        if float(np.sum(values, dtype=np.float64)) > 2.0 ** 62:
+            positions = np.minimum(np.cumsum(values, dtype=np.float64), size + 1).astype(np.int64)
+        else:
+            positions = np.cumsum(values)
         starts, ends = positions[0::2], positions[1::2]
-        _check_runs(owner, image_id, starts, lengths, ends, size, (height, width), text)
+        _check_runs(owner, image_id, tokens, lengths, ends, size, (height, width), text)
         all_starts.append(starts)
         all_ends.append(ends)
     if not all_starts:
@@ -235,23 +272,23 @@ def decode_kaggle(rle, shape, order="C", image_id=None):
     size = height * width
     all_starts, all_ends = [], []
     for text in _strings(rle):
-        values = _parse(owner, image_id, text, ("",))
-        if values is None:
+        parsed = _parse(owner, image_id, text, ("",), size)
+        if parsed is None:
             continue
+        tokens, values = parsed
         starts, lengths = values[0::2] - 1, values[1::2]
-        if np.any(starts < 0):
-            bad = int(starts[starts < 0][0]) + 1
-            raise ValueError(f"{owner}: image {image_id!r}: malformed RLE, start {bad} must be "
-                             f">= 1 (starts are 1-based); received {_preview(text)}.")
+        early = np.flatnonzero(starts < 0)
+        if early.size:
+            _malformed(owner, image_id, text, f"{_token(tokens, 2 * early[0])}: a start must "
+                       "be >= 1 (starts are 1-based)")
         ends = starts + lengths
-        _check_runs(owner, image_id, starts, lengths, ends, size, (height, width), text)
-        overlapping = starts[1:] < ends[:-1]
-        if np.any(overlapping):
-            k = int(np.flatnonzero(overlapping)[0])
-            raise ValueError(f"{owner}: image {image_id!r}: malformed RLE, the run starting at "
-                             f"{int(starts[k + 1]) + 1} is not after the previous run (ending at "
-                             f"{int(ends[k])}); pairs must be sorted and must not overlap; "
-                             f"received {_preview(text)}.")
+        _check_runs(owner, image_id, tokens, lengths, ends, size, (height, width), text)
+        overlapping = np.flatnonzero(starts[1:] < ends[:-1])
+        if overlapping.size:
+            k = overlapping[0]
+            _malformed(owner, image_id, text, f"{_token(tokens, 2 * k + 2)}: the run starting "
+                       f"there is not after the previous run (ending at {int(ends[k])}); pairs "
+                       "must be sorted and must not overlap")
         all_starts.append(starts)
         all_ends.append(ends)
     if not all_starts:

@@ -13,8 +13,20 @@ With groups, whole groups are assigned greedily (largest first, ties in a seeded
 to the part whose per-class share is furthest below its target, so proportions are as close as
 the group sizes allow.
 
+Group ids and labels may mix types (``12``, ``"P0012"``, ``12.0``): they are compared by
+value (``12 == 12.0``, ``12 != "12"``), numbers before strings in the group numbering.
+**Missing group ids** (None, NaN, NaT, an empty or blank string: a header CSV without the
+patient tag) follow one rule: each such sample is a group of its own (it can be split from
+nothing, since nothing is known to share it) and a ``UserWarning`` counts them and names the
+first rows. A missing *label* raises a ``ValueError`` naming the rows: stratifying on it
+cannot be right.
+
 Everything is deterministic for a given ``seed``; no scikit-learn needed.
 """
+
+import math
+import numbers
+import warnings
 
 import numpy as np
 
@@ -23,20 +35,104 @@ from keras_seg_extras._common import check_number, fail
 _MODULE = "kse.data.split"
 
 
+def _is_missing(value):
+    if value is None:
+        return True
+    if isinstance(value, (str, bytes)):
+        return not value.strip()
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return math.isnan(value)
+    try:
+        return bool(value != value)  # NaT, pandas' NA (which refuses bool: missing too)
+    except (TypeError, ValueError):
+        return True
+
+
+def _sort_key(value):
+    """Numbers (by value) before strings before bytes before anything else (by repr)."""
+    if isinstance(value, (bool, np.bool_)):
+        return (0, int(value), "")
+    if isinstance(value, numbers.Real):
+        return (0, float(value), "")
+    if isinstance(value, str):
+        return (1, 0.0, value)
+    if isinstance(value, bytes):
+        return (2, 0.0, value.decode("latin-1"))
+    return (3, 0.0, repr(value))
+
+
+def _codes(values):
+    """Integer codes of ``values`` (equal values share one), numbered in sorted order.
+
+    Sorted like ``np.unique`` for one type (so splits stay as before), and for mixed types
+    by :func:`_sort_key`. ``values`` holds no missing entry.
+    """
+    array = np.asarray(values)
+    if array.dtype != object:
+        return np.unique(array, return_inverse=True)[1].ravel()
+    index = {}
+    for value in array.tolist():
+        index.setdefault(value.item() if isinstance(value, np.generic) else value, None)
+    ordered = sorted(index, key=_sort_key)
+    position = {value: i for i, value in enumerate(ordered)}
+    return np.array([position[v.item() if isinstance(v, np.generic) else v]
+                     for v in array.tolist()], dtype=np.int64)
+
+
+def _missing_rows(values):
+    array = np.asarray(values)
+    if array.dtype.kind == "f":
+        return np.flatnonzero(np.isnan(array))
+    if array.dtype.kind in "US":
+        return np.flatnonzero(np.char.strip(array) == (b"" if array.dtype.kind == "S" else ""))
+    if array.dtype == object:
+        return np.flatnonzero([_is_missing(v) for v in array.tolist()])
+    return np.zeros(0, np.int64)
+
+
+def _rows(rows, limit=10):
+    shown = ", ".join(str(r) for r in rows[:limit].tolist())
+    return shown + (f", ... ({len(rows)} in all)" if len(rows) > limit else "")
+
+
 def _prepare(owner, labels, groups):
-    labels = np.asarray(labels)
+    labels = np.asarray(labels, dtype=object if _mixed(labels) else None)
     if labels.ndim != 1:
         fail(owner, "labels", labels.shape, "must be one-dimensional (one label per sample)")
     if labels.size < 2:
         fail(owner, "labels", labels.size, "must hold at least 2 samples")
-    _, classes = np.unique(labels, return_inverse=True)
+    missing = _missing_rows(labels)
+    if missing.size:
+        fail(owner, "labels", f"missing labels at rows {_rows(missing)}",
+             "must hold a label for every sample (None, NaN and empty strings cannot be "
+             "stratified)")
+    classes = _codes(labels)
     if groups is None:
-        return classes.ravel(), None
-    groups = np.asarray(groups)
+        return classes, None
+    groups = np.asarray(groups, dtype=object if _mixed(groups) else None)
     if groups.shape != labels.shape:
         fail(owner, "groups", groups.shape, f"must have the shape of labels {labels.shape}")
-    _, group_ids = np.unique(groups, return_inverse=True)
-    return classes.ravel(), group_ids.ravel()
+    missing = _missing_rows(groups)
+    if missing.size == 0:
+        return classes, _codes(groups)
+    warnings.warn(f"{owner}: {missing.size} of {groups.size} samples have no group id (rows "
+                  f"{_rows(missing)}); each is treated as a group of its own.", stacklevel=3)
+    known = np.ones(groups.size, bool)
+    known[missing] = False
+    group_ids = np.empty(groups.size, np.int64)
+    group_ids[known] = _codes(groups[known]) if known.any() else []
+    start = group_ids[known].max() + 1 if known.any() else 0
+    group_ids[missing] = start + np.arange(missing.size)
+    return classes, group_ids
+
+
+def _mixed(values):
+    """True for a list that NumPy would coerce to one type (``[1, "a"]`` -> strings)."""
+    if isinstance(values, np.ndarray):
+        return False
+    values = list(values)
+    kinds = {type(v) for v in values}
+    return len(kinds) > 1 or any(v is None for v in values)
 
 
 def _largest_remainder(quotas, total, rng):

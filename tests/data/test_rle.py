@@ -120,14 +120,21 @@ def test_round_trip_1024(rng):
 
 
 @pytest.mark.parametrize("text,message", [
-    ("1 2 3", "odd number"),
-    ("0 2 x 1", "'x' is not an integer"),
-    ("0 1.5", "'1.5' is not an integer"),
-    ("-1 2", "offset -1"),
-    ("0 2 -3 1", "offset -3"),
-    ("0 0", "run length 0"),
-    ("0 10", "beyond the 9 pixels"),
-    ("4 3 1 3", "beyond the 9 pixels"),
+    ("1 2 3", "odd number of values \\(3\\): the last, token 3 \\('3'\\), has no run length"),
+    ("0 2 x 1", "token 3 \\('x'\\) is not an integer"),
+    ("0 1.5", "token 2 \\('1.5'\\) is not an integer"),
+    ("0 1_0", "token 2 \\('1_0'\\) is not an integer"),
+    ("0 \u0661", "token 2 \\('\u0661'\\) is not an integer"),  # int() reads Arabic-Indic digits
+    ("0 1,2", "token 2 \\('1,2'\\) is not an integer"),
+    ("-1 2", "token 1 \\('-1'\\): an offset must be >= 0"),
+    ("0 2 -3 1", "token 3 \\('-3'\\): an offset"),
+    ("0 0", "token 2 \\('0'\\): a run length must be >= 1"),
+    ("0 10", "token 2 \\('10'\\) exceeds the 9 pixels"),
+    ("4 3 1 3", "token 4 \\('3'\\): the run ends at pixel 11, beyond the 9 pixels"),
+    ("0 99999999999999999999", "token 2 \\('99999999999999999999'\\) exceeds the 9 pixels"),
+    ("0 9223372036854775807", "token 2 .* exceeds the 9 pixels"),
+    ("9" * 5000 + " 1", "token 1 .* exceeds the 9 pixels"),  # past Python's int() digit limit
+    ("0 -99999999999999999999", "token 2 .* exceeds the 9 pixels"),
     (17, "must be a string"),
 ])
 def test_siim_malformed_names_image(text, message):
@@ -136,16 +143,26 @@ def test_siim_malformed_names_image(text, message):
 
 
 @pytest.mark.parametrize("text,message", [
-    ("0 1", "start 0 must be >= 1"),
-    ("5 2 3 1", "not after the previous run"),
-    ("1 3 2 1", "not after the previous run"),
-    ("1 -2", "run length -2"),
-    ("9 2", "beyond the 9 pixels"),
+    ("0 1", "token 1 \\('0'\\): a start must be >= 1"),
+    ("5 2 3 1", "token 3 \\('3'\\): the run starting there is not after the previous run"),
+    ("1 3 2 1", "token 3 \\('2'\\): the run starting there is not after"),
+    ("1 -2", "token 2 \\('-2'\\): a run length must be >= 1"),
+    ("9 2", "token 2 \\('2'\\): the run ends at pixel 10, beyond the 9 pixels"),
     ("1 2 3", "odd number"),
+    ("1 18446744073709551617", "token 2 .* exceeds the 9 pixels"),
+    ("4611686018427387904 1", "token 1 .* exceeds the 9 pixels"),
 ])
 def test_kaggle_malformed_names_image(text, message):
     with pytest.raises(ValueError, match=f"decode_kaggle: image 'car_07'.*{message}"):
         rle.decode_kaggle(text, (3, 3), image_id="car_07")
+
+
+def test_largest_valid_values_decode():
+    mask = rle.decode_siim("0 9", (3, 3))
+    assert mask.sum() == 9
+    assert rle.decode_kaggle("9 1", (3, 3))[2, 2] == 1
+    with pytest.raises(ValueError, match="decode_siim: image 7: .*token 2"):
+        rle.decode_rows([7, 7], ["0 1", "0 10"], (3, 3))
 
 
 def test_argument_errors():

@@ -120,3 +120,76 @@ def test_errors():
         split.stratified_kfold([0, 1, 0, 1], n_splits=1)
     with pytest.raises(ValueError, match="stratified_kfold.*n_splits.*number of groups"):
         split.stratified_kfold([0, 1, 0, 1], n_splits=3, groups=["a", "a", "b", "b"])
+
+
+def _assert_groups_whole(groups, train, val):
+    """Every known (non-blank string) group lies on one side."""
+    known = [g if isinstance(g, str) and g.strip() else None for g in groups]
+    assert not ({known[i] for i in train} & {known[i] for i in val}) - {None}
+
+
+@pytest.mark.parametrize("missing", [None, float("nan"), "", "  ", np.datetime64("NaT")],
+                         ids=["None", "NaN", "empty", "blank", "NaT"])
+def test_missing_group_ids_are_their_own_groups_with_a_warning(rng, missing):
+    n = 60
+    has_mask = rng.random(n) < 0.3
+    groups = [f"P{i // 3:03d}" for i in range(n)]
+    holes = [4, 17, 18, 40]
+    for i in holes:
+        groups[i] = missing
+    with pytest.warns(UserWarning, match=r"stratified_split: 4 of 60 samples have no group id "
+                                         r"\(rows 4, 17, 18, 40\); each is treated as a group"):
+        train, val = split.stratified_split(has_mask, 0.25, groups=groups, seed=1)
+    _check_partition(n, train, val)
+    _assert_groups_whole(groups, train, val)
+    with pytest.warns(UserWarning, match="stratified_kfold: 4 of 60"):
+        folds = split.stratified_kfold(has_mask, 4, groups=np.array(groups, dtype=object))
+    seen = np.concatenate([val for _, val in folds])
+    assert np.array_equal(np.sort(seen), np.arange(n))
+    for _, val in folds:
+        inside = {groups[i] for i in val if isinstance(groups[i], str) and groups[i].strip()}
+        for g in inside:  # a known patient never straddles folds
+            assert all(j in val for j in range(n) if groups[j] == g)
+
+
+def test_missing_ids_rule_is_singletons():
+    # Two missing ids with the same label: as singletons they can land on different sides,
+    # which a shared "missing" group could never do.
+    labels = np.array([0, 0, 1, 1, 0, 0, 1, 1])
+    groups = ["a", "a", "b", "b", None, None, None, None]
+    with pytest.warns(UserWarning, match="4 of 8"):
+        folds = split.stratified_kfold(labels, 4, groups=groups, seed=0)
+    fold_of = np.empty(8, int)
+    for k, (_, val) in enumerate(folds):
+        fold_of[val] = k
+    assert fold_of[0] == fold_of[1] and fold_of[2] == fold_of[3]
+    assert len(set(fold_of[4:].tolist())) > 1
+
+
+def test_mixed_group_id_types_compare_by_value(rng):
+    n = 40
+    labels = rng.random(n) < 0.4
+    base = [i // 4 for i in range(n)]
+    # the same patients written as int, numpy int, float and string ids of other patients
+    mixed = [b if i % 3 else (np.int64(b) if i % 2 else float(b)) for i, b in enumerate(base)]
+    mixed[-4:] = ["X"] * 4  # a patient with a string id
+    train, val = split.stratified_split(labels, 0.3, groups=mixed, seed=2)
+    _check_partition(n, train, val)
+    key = [str(float(g)) if not isinstance(g, str) else g for g in mixed]
+    assert not {key[i] for i in train} & {key[i] for i in val}
+    # One type only: the numbering (hence the split) is the one np.unique gave before.
+    as_int = split.stratified_split(labels, 0.3, groups=np.array(base), seed=2)
+    as_list = split.stratified_split(labels, 0.3, groups=[int(b) for b in base], seed=2)
+    for a, b in zip(as_int, as_list):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_missing_labels_are_an_error_naming_rows():
+    with pytest.raises(ValueError, match=r"stratified_split: `labels` must hold a label for "
+                                         r"every sample.*rows 1, 3"):
+        split.stratified_split([1, None, 0, float("nan"), 1, 0])
+    with pytest.raises(ValueError, match=r"stratified_kfold: `labels`.*rows 2"):
+        split.stratified_kfold(np.array([0.0, 1.0, np.nan, 1.0]), 2)
+    # mixed label types are labels too
+    train, val = split.stratified_split(["yes", 1, "yes", 1, "yes", 1], 0.5, seed=0)
+    assert len(val) == 3
