@@ -20,6 +20,7 @@ from keras_seg_extras import inference  # noqa: E402,F401
 from keras_seg_extras import training  # noqa: E402,F401
 
 _LAZY = ("data", "datasets", "export")
+_LAZY_EXPORTS = ("export_model", "export_saved_model")
 
 
 def __getattr__(name):
@@ -27,10 +28,10 @@ def __getattr__(name):
         module = importlib.import_module(f"keras_seg_extras.{name}")
         globals()[name] = module
         return module
-    if name == "export_saved_model":
-        return importlib.import_module("keras_seg_extras.export").export_saved_model
+    if name in _LAZY_EXPORTS:
+        return getattr(importlib.import_module("keras_seg_extras.export"), name)
     raise AttributeError(f"module 'keras_seg_extras' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_LAZY) + ["export_saved_model"])
+    return sorted(list(globals()) + list(_LAZY) + list(_LAZY_EXPORTS))

@@ -57,6 +57,22 @@ THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_AREAS = (0, 16, 64, 256)
 
 
+#: File or folder name of each serving format in the output directory.
+EXPORT_FILES = {"tf_saved_model": "saved_model", "onnx": "model.onnx", "litert": "model.tflite"}
+
+
+def export_artifacts(model, output_dir, formats, threshold):
+    """Write ``model`` with h-flip TTA and ``threshold`` inside in each of ``formats``."""
+    import keras_seg_extras as kse
+
+    paths = {}
+    for fmt in formats:
+        paths[fmt] = os.path.join(output_dir, EXPORT_FILES[fmt])
+        kse.export_model(model, paths[fmt], format=fmt, tta="hflip", threshold=threshold)
+        print(f"[export] {fmt} with h-flip TTA and threshold {threshold} -> {paths[fmt]}")
+    return paths
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,6 +107,10 @@ def parse_args(argv=None):
     parser.add_argument("--workers", type=int, default=None, help="DICOM conversion processes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preview-count", type=int, default=4)
+    parser.add_argument("--export-formats", nargs="+", default=["tf_saved_model"],
+                        choices=sorted(EXPORT_FILES),
+                        help="serving artifacts to write (h-flip TTA and the chosen threshold "
+                             "inside, each checked against Keras): tf_saved_model onnx litert")
     args = parser.parse_args(argv)
     if args.config:
         with open(args.config) as handle:
@@ -451,9 +471,7 @@ def main(argv=None):
     results["submission"] = write_submission(args, tta_model, headers, size, threshold,
                                              min_area)
     model.save(os.path.join(args.output_dir, "model.keras"))
-    exported = os.path.join(args.output_dir, "saved_model")
-    kse.export_saved_model(model, exported, tta="hflip", threshold=threshold)
-    print(f"[export] SavedModel with h-flip TTA and threshold {threshold} -> {exported}")
+    export_artifacts(model, args.output_dir, args.export_formats, threshold)
     preview = save_preview(args, val, probabilities, predicted, masks)
     if preview:
         print(f"[preview] {preview}")

@@ -1,14 +1,19 @@
-"""Export a trained ``.keras`` segmentation model as a SavedModel for serving.
+"""Export a trained ``.keras`` segmentation model for serving: SavedModel, ONNX or LiteRT.
 
 Usage::
 
     python tools/export.py model.keras export/siim --tta hflip --threshold 0.5
+    python tools/export.py model.keras export/siim.onnx --format onnx --threshold 0.5
+    python tools/export.py model.keras export/siim.tflite --format litert --threshold 0.5
 
-The SavedModel serves images of any height and width, uint8 or float (endpoints ``serve`` /
-``serving_default`` and ``serve_uint8``), padding to a multiple of 32 and cropping back; it
-returns ``probabilities`` and, with ``--threshold``, ``mask``. See
-``keras_seg_extras.export`` for the input scaling. Loading the ``.keras`` file needs
-``keras_seg_extras`` (for its registered layers); serving the SavedModel needs TensorFlow only.
+Every format serves the same graph (``keras_seg_extras.export``): images of any height and
+width, padded to a multiple of 32 and cropped back, TTA inside, ``probabilities`` and, with
+``--threshold``, ``mask``. The SavedModel has endpoints ``serve`` (float32, also
+``serving_default``) and ``serve_uint8``; the ``.tflite`` file has signatures of the same
+names; the ``.onnx`` graph takes one dtype (``--input-dtype``, uint8 by default). The artifact
+is run by its own runtime on a probe image and compared with the Keras model before the command
+succeeds. Loading the ``.keras`` file needs ``keras_seg_extras`` (for its registered layers);
+serving the artifact needs its runtime only.
 """
 
 import argparse
@@ -17,11 +22,15 @@ import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+FORMATS = ("tf_saved_model", "onnx", "litert")
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="path of the .keras model file")
-    parser.add_argument("output", help="directory of the SavedModel to write")
+    parser.add_argument("output", help="SavedModel directory, or .onnx / .tflite file to write")
+    parser.add_argument("--format", choices=FORMATS, default="tf_saved_model",
+                        help="artifact format (default tf_saved_model)")
     parser.add_argument("--tta", default=None,
                         help="test-time augmentation preset inside the export: hflip, flips, d4")
     parser.add_argument("--scales", type=float, nargs="+", default=None,
@@ -30,6 +39,12 @@ def parse_args(argv=None):
                         help="also return mask = probabilities > threshold")
     parser.add_argument("--uint8-scale", type=float, default=1.0,
                         help="factor applied to uint8 inputs (1.0 keeps [0, 255]; 0.00392156862745098 for [0, 1] models)")
+    parser.add_argument("--input-dtype", choices=("float32", "uint8"), nargs="+", default=None,
+                        help="input dtypes to serve (default: both; uint8 for onnx, one only)")
+    parser.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="fixed input height and width (default: any size)")
+    parser.add_argument("--tolerance", type=float, default=1e-4,
+                        help="largest probability difference from Keras accepted at export time")
     return parser.parse_args(argv)
 
 
@@ -39,7 +54,7 @@ def main(argv=None):
     import keras
 
     import keras_seg_extras  # noqa: F401  (registers the package's layers for loading)
-    from keras_seg_extras.export import export_saved_model
+    from keras_seg_extras.export import export_model
 
     if args.scales is not None and args.tta is None:
         raise SystemExit("tools/export.py: --scales needs --tta")
@@ -47,9 +62,9 @@ def main(argv=None):
     tta = args.tta
     if tta is not None and args.scales is not None:
         tta = {"transforms": tta, "scales": tuple(args.scales)}
-    export_saved_model(model, args.output, tta=tta, threshold=args.threshold,
-                       uint8_scale=args.uint8_scale)
-    print(f"SavedModel written to {args.output} (endpoints: serve, serve_uint8, serving_default)")
+    export_model(model, args.output, format=args.format, tta=tta, threshold=args.threshold,
+                 uint8_scale=args.uint8_scale, input_dtypes=args.input_dtype,
+                 image_size=args.image_size, tolerance=args.tolerance, verbose=True)
     return 0
 
 

@@ -1,5 +1,6 @@
-"""SavedModel export: served by plain TensorFlow in a fresh process without keras_seg_extras,
-equal to the Keras model on odd-sized uint8 and float images (padding and cropping)."""
+"""SavedModel export: served by plain TensorFlow in a fresh process that cannot import
+keras_seg_extras, equal to the Keras model on odd-sized uint8 and float images
+(padding and cropping)."""
 
 import json
 import os
@@ -13,8 +14,11 @@ import pytest
 import keras_seg_extras as kse
 from keras_seg_extras.inference import with_tta
 from keras_seg_extras.models import UNetPlusPlus, small_unet
+from tests.export.reference import import_blocker, padded_prediction
 
-SERVE_SCRIPT = r"""
+# Only the package is blocked: `import tensorflow` itself looks keras up (tf.keras), and
+# TensorFlow depends on keras, so a TensorFlow server always has it.
+SERVE_SCRIPT = import_blocker("keras_seg_extras") + r"""
 import json, os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np
@@ -31,7 +35,8 @@ for key, images in (("float", data["float"]), ("uint8", data["uint8"])):
 default = served.signatures["serving_default"](images=tf.constant(data["float"]))
 outputs["default_probabilities"] = default["probabilities"].numpy()
 np.savez(sys.argv[3], **outputs)
-print(json.dumps({"package_imported": any(m.startswith("keras_seg_extras") for m in sys.modules)}))
+print(json.dumps({"blocked": blocked, "loaded": sorted(
+    m for m in sys.modules if m.split(".")[0] in BLOCKED)}))
 """
 
 
@@ -41,19 +46,10 @@ def model():
     return UNetPlusPlus("efficientnet_b0", (None, None, 3), decoder_filters=(16, 8, 8, 4, 4))
 
 
-def _reference(keras_model, images, multiple=32):
-    """Zero-pad bottom/right to a multiple of 32, predict, crop back (NumPy + the Keras model)."""
-    height, width = images.shape[1:3]
-    padded_h = -(-height // multiple) * multiple
-    padded_w = -(-width // multiple) * multiple
-    padded = np.zeros((images.shape[0], padded_h, padded_w, images.shape[3]), "float32")
-    padded[:, :height, :width] = images
-    return np.asarray(keras_model(padded))[:, :height, :width]
-
-
 def test_saved_model_serves_in_a_fresh_process_without_the_package(model, rng, tmp_path):
     export_dir = tmp_path / "export"
-    kse.export_saved_model(model, export_dir, threshold=0.5)  # TTA export: the CLI test
+    # TTA export: the CLI test. The fresh process below checks what verify would (in-process).
+    kse.export_saved_model(model, export_dir, threshold=0.5, verify=False)
     images_uint8 = rng.integers(0, 256, size=(2, 50, 70, 3), dtype=np.uint8)
     images_float = rng.uniform(0, 255, size=(1, 45, 33, 3)).astype("float32")
     np.savez(tmp_path / "inputs.npz", float=images_float, uint8=images_uint8)
@@ -65,11 +61,13 @@ def test_saved_model_serves_in_a_fresh_process_without_the_package(model, rng, t
          str(tmp_path / "outputs.npz")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"package_imported": False}
+    # The block works (the import failed) and the package was not loaded.
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "blocked": ["keras_seg_extras"], "loaded": []}
     served = np.load(tmp_path / "outputs.npz")
 
-    expected_float = _reference(model, images_float)
-    expected_uint8 = _reference(model, images_uint8.astype("float32"))
+    expected_float = padded_prediction(model, images_float)
+    expected_uint8 = padded_prediction(model, images_uint8.astype("float32"))
     assert served["float_probabilities"].shape == (1, 45, 33, 1)
     assert served["uint8_probabilities"].shape == (2, 50, 70, 1)
     np.testing.assert_allclose(served["float_probabilities"], expected_float, atol=1e-5)
@@ -96,7 +94,7 @@ def test_uint8_scale_and_cli_from_keras_file(rng, tmp_path):
     served = tf.saved_model.load(str(out_dir))
     images = rng.integers(0, 256, size=(1, 30, 41, 3), dtype=np.uint8)
     result = served.serve_uint8(tf.constant(images))
-    expected = _reference(with_tta(net, "flips"), images.astype("float32") / 255.0)
+    expected = padded_prediction(with_tta(net, "flips"), images.astype("float32") / 255.0)
     np.testing.assert_allclose(result["probabilities"].numpy(), expected, atol=1e-5)
     np.testing.assert_array_equal(result["mask"].numpy(), (expected > 0.4).astype(np.uint8))
 
