@@ -101,10 +101,10 @@ def _pytest(work, tests, timeout):
     return ("passed" if result.returncode == 0 else "failed"), time.monotonic() - start
 
 
-def _tests_hash(tests):
+def _tests_hash(tests, base=ROOT):
     digest = hashlib.sha256()
     for test in tests:
-        with open(os.path.join(ROOT, "tests", test), "rb") as handle:
+        with open(os.path.join(base, "tests", test), "rb") as handle:
             digest.update(handle.read())
     return digest.hexdigest()[:16]
 
@@ -129,7 +129,7 @@ def run(work, sources, sample, seed):
         for source in sources:
             if source.startswith(package + "/"):
                 path = os.path.join("keras_seg_extras", source)
-                pool += [(source, m) for m in _mutants(os.path.join(ROOT, path))]
+                pool += [(source, m) for m in _mutants(os.path.join(work, path))]
         if sample is not None:
             random.Random(f"{seed}-{package}").shuffle(pool)
             pool = pool[:sample]
@@ -139,7 +139,8 @@ def run(work, sources, sample, seed):
     baselines = {}
     for number, (source, mutation) in enumerate(chosen, 1):
         tests = TESTS[source]
-        key = (source, mutation.line_number, mutation.index, mutation.line, _tests_hash(tests))
+        key = (source, mutation.line_number, mutation.index, mutation.line,
+               _tests_hash(tests, work))
         if key in done or key[:-1] + ("any",) in done:
             continue
         if source not in baselines:
@@ -147,10 +148,12 @@ def run(work, sources, sample, seed):
             if status != "passed":
                 sys.exit(f"{source}: the unmutated tests {tests} fail; fix them first")
             baselines[source] = seconds
+        # Mutate the work copy (taken at the start), so that edits to this checkout during a
+        # run never mix with the copied files.
         target = os.path.join(work, "keras_seg_extras", source)
-        with open(os.path.join(ROOT, "keras_seg_extras", source)) as handle:
+        with open(target) as handle:
             original = handle.read()
-        mutated = _mutated_source(os.path.join(ROOT, "keras_seg_extras", source), mutation)
+        mutated = _mutated_source(target, mutation)
         with open(target, "w") as handle:
             handle.write(mutated)
         try:
