@@ -36,13 +36,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Source file (under keras_seg_extras/) -> the test files that check it.
 TESTS = {
     "losses/focal.py": ["losses/test_focal.py", "losses/test_gradients.py",
-                        "losses/test_sample_weights.py"],
+                        "losses/test_defaults.py", "losses/test_sample_weights.py"],
     "losses/overlap.py": ["losses/test_overlap.py", "losses/test_gradients.py",
-                          "losses/test_sample_weights.py"],
+                          "losses/test_defaults.py", "losses/test_sample_weights.py"],
     "losses/combine.py": ["losses/test_combine.py", "losses/test_gradients.py",
-                          "losses/test_sample_weights.py"],
+                          "losses/test_defaults.py", "losses/test_sample_weights.py"],
     "losses/tilted.py": ["losses/test_tilted.py", "losses/test_gradients.py",
-                         "losses/test_sample_weights.py"],
+                         "losses/test_defaults.py", "losses/test_sample_weights.py"],
     "losses/wrappers.py": ["losses/test_wrappers.py", "losses/test_gradients.py",
                            "losses/test_sample_weights.py"],
     "losses/auxiliary.py": ["losses/test_auxiliary.py", "losses/test_gradients.py"],
