@@ -7,7 +7,7 @@ import keras
 from keras import ops
 
 from keras_seg_extras._common import check_number, check_vector, fail, register
-from keras_seg_extras.losses.overlap import _overlap_loss, check_flag, pixel_weights
+from keras_seg_extras.losses.overlap import _overlap_loss, _pixel_weights, check_flag
 from keras_seg_extras.losses.tilted import _scale_for_distribution
 
 
@@ -147,7 +147,7 @@ def _bce_dice(owner, y_true, y_pred, bce_weight, dice_weight, from_logits, smoot
     if len(targets.shape) == 3:
         targets = ops.expand_dims(targets, -1)
     pixel_bce = _binary_cross_entropy(targets, y_pred, from_logits)
-    weights = pixel_weights(owner, sample_weight, False)
+    weights = _pixel_weights(owner, sample_weight, False)
     if weights is not None:
         pixel_bce = pixel_bce * weights
     bce = ops.mean(pixel_bce, axis=(1, 2, 3))

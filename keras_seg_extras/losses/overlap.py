@@ -80,7 +80,7 @@ def _probabilities_and_targets(owner, y_true, y_pred, mode, from_logits, ignore_
     return probabilities * valid, targets, valid
 
 
-def pixel_weights(owner, sample_weight, per_image):
+def _pixel_weights(owner, sample_weight, per_image):
     """Sample weights of a batch-global loss as float32 (B, H, W, 1) (or (B, 1, 1, 1)), or None.
 
     Per-image (B,) / (B, 1) and per-pixel (B, H, W) / (B, H, W, 1) weights are accepted; they
@@ -114,7 +114,7 @@ def _overlap_loss(owner, kind, y_true, y_pred, mode, from_logits, smooth, per_im
     check_flag(owner, "per_image", per_image)
     smooth = check_number(owner, "smooth", smooth, minimum=0)
     ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
-    weights = pixel_weights(owner, sample_weight, per_image)
+    weights = _pixel_weights(owner, sample_weight, per_image)
     probabilities, targets, _ = _probabilities_and_targets(
         owner, y_true, y_pred, mode, from_logits, ignore_index)
     weighted = probabilities if weights is None else probabilities * weights
@@ -257,7 +257,7 @@ def _hinge(logits, targets, valid, per_image, weights):
 def _lovasz_binary(owner, symmetric, y_true, y_pred, per_image, ignore_index,
                    sample_weight=None):
     logits, targets, valid = _binary_inputs(owner, y_true, y_pred, per_image, ignore_index)
-    weights = pixel_weights(owner, sample_weight, per_image)
+    weights = _pixel_weights(owner, sample_weight, per_image)
     loss = _hinge(logits, targets, valid, per_image, weights)
     if symmetric:
         loss = 0.5 * (loss + _hinge(-logits, (1.0 - targets) * valid, valid, per_image, weights))
@@ -332,7 +332,7 @@ def _lovasz_softmax(owner, y_true, y_pred, classes, per_image, ignore_index, fro
         owner, y_true, y_pred, "multiclass", from_logits, ignore_index)
     num_classes = probabilities.shape[-1]
     errors = ops.abs(targets - probabilities) * valid
-    weights = pixel_weights(owner, sample_weight, per_image)
+    weights = _pixel_weights(owner, sample_weight, per_image)
 
     def per_class_rows(x):  # (B, H, W, C) -> (B or 1, C, N)
         rows = ops.reshape(x, (ops.shape(x)[0], -1, num_classes) if per_image
