@@ -228,3 +228,18 @@ def check_binary_values(owner, targets, ignore_index=None):
         with tf.control_dependencies([check]):
             return tf.identity(targets)
     return targets
+
+
+def per_sample_weight(sample_weight, value_rank):
+    """Give per-sample weights (B,) the rank of a loss's unreduced values (B, ...).
+
+    Keras broadcasts weights against the values from the right, so (B,) weights on per-pixel
+    values (B, H, W) fail, or weight the wrong axis when W == B. Reshaped to (B, 1, ..., 1),
+    a per-sample weight multiplies every value of its sample. Other shapes pass unchanged.
+    """
+    if sample_weight is None or value_rank < 2:
+        return sample_weight
+    sample_weight = ops.convert_to_tensor(sample_weight)
+    if len(sample_weight.shape) != 1:
+        return sample_weight
+    return ops.reshape(sample_weight, (-1,) + (1,) * (value_rank - 1))

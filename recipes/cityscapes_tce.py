@@ -33,6 +33,7 @@ Example:
 
 import argparse
 import glob
+import json
 import os
 import sys
 import time
@@ -218,6 +219,33 @@ def train_run(run, data, args, out):
     return np.asarray(metric.confusion_matrix()), seconds, final
 
 
+def majority_confusion(data, args):
+    """Confusion matrix of the constant model that predicts the most frequent training class,
+    on the validation labels exactly as the trained models are scored."""
+    xt, yt, xv, yv, k, _, ignore, _ = data
+    majority = int(np.argmax(pixel_frequencies(yt, k, ignore)))
+    matrix = np.zeros((k, k), "int64")
+    for _, labels in plain_dataset(xv, yv, args, train=False):
+        truth = labels.numpy().astype("int64").ravel()
+        truth = truth[(truth >= 0) & (truth < k)]  # drops the ignore label
+        matrix[:, majority] += np.bincount(truth, minlength=k)[:k]
+    return matrix
+
+
+def write_results(path, matrices, reports, baseline):
+    """results.json: per run the confusion matrix and every number of the printed tables."""
+    def plain(report):
+        return {key: (np.asarray(value).tolist() if np.ndim(value) else float(value))
+                for key, value in report.items()}
+
+    record = {label: {"confusion_matrix": np.asarray(matrices[label]).tolist(),
+                      **plain(report)} for label, report in reports.items()}
+    record["majority class baseline"] = {"confusion_matrix": baseline.tolist(),
+                                         **plain(kse.metrics.fairness_report(baseline))}
+    with open(path, "w") as handle:
+        json.dump(record, handle, indent=1)
+
+
 def main(argv=None):
     args = parse_args(argv)
     out = args.out or os.path.join("runs", "cityscapes_tce")
@@ -250,6 +278,10 @@ def main(argv=None):
     for c in order:
         cells = "  ".join(f"{r['class_iou'][c] * 100:{width}.2f}" for r in reports.values())
         print(f"{names[c][:12]:>12}  {cells}")
+    baseline = majority_confusion(data, args)
+    print(f"\nmajority-class baseline (predict the most frequent training class everywhere): "
+          f"mIoU {kse.metrics.fairness_report(baseline)['miou'] * 100:.2f}")
+    write_results(os.path.join(out, "results.json"), matrices, reports, baseline)
     return reports
 
 

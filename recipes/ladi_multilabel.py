@@ -239,6 +239,22 @@ def validation_ranking_callback(x_val, y_val, num_classes, batch_size, label="")
     return _ValidationRanking()
 
 
+def constant_prior_scores(y_train, y_val):
+    """LRAP and mAP of the best constant predictor: every image scored with the training prior.
+
+    Ranking the classes by their mean training label is what a model that ignores its input
+    can do at best for label ranking; a trained model must beat it to have learnt anything.
+    """
+    import keras_seg_extras as kse
+
+    scores = np.tile(np.mean(y_train, axis=0, dtype="float64"), (len(y_val), 1)).astype("float32")
+    lrap = kse.metrics.LabelRankingAveragePrecision()
+    mean_ap = kse.metrics.MeanAveragePrecision(y_val.shape[1], capacity=len(y_val))
+    for metric in (lrap, mean_ap):
+        metric.update_state(y_val, scores)
+    return float(lrap.result()), float(mean_ap.result())
+
+
 def train_one(loss_name, train, val, names, args):
     import keras
 
@@ -249,6 +265,11 @@ def train_one(loss_name, train, val, names, args):
     weights = none_class_weights(names, args.none_classes, args.none_multiplier)
     model = build_classifier(len(names), x_train.shape[1], x_train.shape[-1], args.backbone,
                              args.weights, args.bn_momentum)
+    # Start from the constant prior (Lin et al. 2017's bias initialisation for focal losses):
+    # the logits' bias is the log-odds of each class's mean training label, so the untrained
+    # model ranks like the best constant predictor and training has to improve on that.
+    prior = np.clip(np.mean(y_train, axis=0, dtype="float64"), 1e-3, 1 - 1e-3)
+    model.get_layer("logits").bias.assign(np.log(prior / (1 - prior)).astype("float32"))
     model.compile(
         optimizer=keras.optimizers.Adam(args.learning_rate),
         loss=make_loss(loss_name, y_train, args, weights),
@@ -323,11 +344,15 @@ def main(argv=None):
     print(f"data: {source}; {len(train[0])} training and {len(val[0])} validation images, "
           f"{len(names)} classes, {args.image_size} px, backbone {args.backbone}", flush=True)
     results = {}
+    prior_lrap, prior_map = constant_prior_scores(train[1], val[1])
     for name in args.losses:
         results[name] = train_one(name, train, val, names, args)
+        results[name].update(prior_lrap=prior_lrap, prior_map=prior_map)
     print("\nloss            val LRAP   val mAP")
     for name, result in results.items():
         print(f"{name:<15} {result['lrap']:8.4f}  {result['map']:8.4f}")
+    print(f"{'constant prior':<15} {prior_lrap:8.4f}  {prior_map:8.4f}   (every image scored "
+          "with the training labels' mean: what a model that ignores its input gets)")
     return results
 
 

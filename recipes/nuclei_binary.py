@@ -115,8 +115,10 @@ def main(argv=None):
     probabilities = model.predict(x_val, batch_size=args.batch_size, verbose=0)
     dice, iou = overlap_scores(y_val, probabilities)
     empty_dice, empty_iou = overlap_scores(y_val, np.zeros_like(probabilities))
+    full_dice, full_iou = overlap_scores(y_val, np.ones_like(probabilities))
     print(f"validation Dice {dice:.4f}  IoU {iou:.4f}   "
-          f"(all-empty baseline: Dice {empty_dice:.4f}  IoU {empty_iou:.4f})")
+          f"(all-empty baseline: Dice {empty_dice:.4f}  IoU {empty_iou:.4f}; "
+          f"all-nuclei baseline: Dice {full_dice:.4f}  IoU {full_iou:.4f})")
 
     keras_path = os.path.join(args.output_dir, "model.keras")
     model.save(keras_path)
@@ -137,6 +139,7 @@ def main(argv=None):
     results = {
         "validation_dice": dice, "validation_iou": iou,
         "empty_baseline_dice": empty_dice, "empty_baseline_iou": empty_iou,
+        "full_baseline_dice": full_dice, "full_baseline_iou": full_iou,
         "reload_max_abs_difference": reload_error, "serve_max_abs_difference": serve_error,
         "epochs": args.epochs, "tile_size": args.tile_size, "seed": args.seed,
         "seconds": time.time() - start, "training_seconds": train_seconds,

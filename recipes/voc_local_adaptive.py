@@ -21,6 +21,7 @@ Usage:
 """
 
 import argparse
+import json
 import os
 import time
 
@@ -151,6 +152,8 @@ def main(argv=None):
     parser.add_argument("--minkowski-k", type=float, default=3.0)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output-dir", default=None,
+                        help="write results.json (every number of the table) there")
     args = parser.parse_args(argv)
 
     train, val, description = load_data(args.data_dir, args.image_size, args.limit)
@@ -163,11 +166,21 @@ def main(argv=None):
         results[name] = train_and_evaluate(loss, train, val, args, args.seed)
         print(f"  {name:14s} mIoU {100 * results[name]:5.1f}  "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
+    # The constant model predicting the most frequent training class: what learning must beat.
+    majority = int(np.argmax(np.bincount(train[1][train[1] != VOC_IGNORE].ravel(),
+                                         minlength=VOC_CLASSES)))
+    baseline = mean_iou(confusion_matrix(val[1], np.full_like(val[1], majority), VOC_CLASSES))
     print("\n| loss | mIoU here (%) | paper table 2 (VOC, RN-101) |")
     print("|---|---|---|")
     for name, value in results.items():
         paper = PAPER_TABLE_2.get(name)
         print(f"| {name} | {100 * value:.1f} | {'-' if paper is None else paper} |")
+    print(f"| majority class (constant) | {100 * baseline:.1f} | - |")
+    if args.output_dir:
+        os.makedirs(args.output_dir, exist_ok=True)
+        with open(os.path.join(args.output_dir, "results.json"), "w") as handle:
+            json.dump({"miou": results, "majority_class_miou": baseline,
+                       "majority_class": majority}, handle, indent=1)
     return results
 
 

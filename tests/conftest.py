@@ -21,6 +21,57 @@ if os.environ["KERAS_BACKEND"] == "tensorflow":
     )
 
 
+# ----------------------------------------------------------------------------- no network
+# No test may reach the network (a download would make the suite slow, flaky and dependent on
+# third parties). Any connection to an address outside the loopback interface fails loudly
+# with NetworkAccessError, also when the code catches OSError and would fall back silently.
+# Loopback stays open: TensorFlow's collectives and local servers use it.
+
+import socket  # noqa: E402
+
+
+class NetworkAccessError(AssertionError):
+    """Raised when a test tries to connect to a non-loopback address."""
+
+
+def _is_loopback(address):
+    if isinstance(address, tuple) and address:
+        host = address[0]
+    else:
+        return True  # Unix-domain sockets (str / bytes paths) never leave the machine
+    if isinstance(host, bytes):
+        host = host.decode()
+    host = str(host).lower()
+    return (host in ("localhost", "ip6-localhost", "::1", "0.0.0.0", "")
+            or host.startswith("127.") or host.startswith("::ffff:127."))
+
+
+def _guarded(original):
+    def connect(self, address, *args, **kwargs):
+        if not _is_loopback(address):
+            raise NetworkAccessError(
+                f"tests must not reach the network: a connection to {address!r} was attempted")
+        return original(self, address, *args, **kwargs)
+
+    return connect
+
+
+socket.socket.connect = _guarded(socket.socket.connect)
+socket.socket.connect_ex = _guarded(socket.socket.connect_ex)
+_original_getaddrinfo = socket.getaddrinfo
+
+
+def _getaddrinfo(host, *args, **kwargs):
+    """Name resolution of anything but loopback names is a network access too (DNS)."""
+    if host is not None and not _is_loopback((host,)):
+        raise NetworkAccessError(
+            f"tests must not reach the network: a name lookup of {host!r} was attempted")
+    return _original_getaddrinfo(host, *args, **kwargs)
+
+
+socket.getaddrinfo = _getaddrinfo
+
+
 @pytest.fixture
 def rng():
     """A seeded NumPy generator, fresh for each test."""

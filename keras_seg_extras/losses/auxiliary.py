@@ -11,7 +11,7 @@ otherwise an auxiliary index drawn uniformly at random; target-class samples are
 import keras
 from keras import ops
 
-from keras_seg_extras._common import check_number, fail, register
+from keras_seg_extras._common import check_number, fail, per_sample_weight, register
 
 
 def _index_list(owner, argument, value, start=0):
@@ -133,7 +133,9 @@ class AuxiliaryClassLoss(keras.losses.Loss):
     The base loss must accept integer labels of shape ``y_pred.shape[:-1]`` (for example
     ``keras.losses.SparseCategoricalCrossentropy(from_logits=True)``). Its unreduced
     values (its ``call``) are used, and this object's ``reduction`` and sample weights
-    apply, so set the reduction here, not on the base loss.
+    apply, so set the reduction here, not on the base loss. A sample weight multiplies the
+    base loss of its sample (per-sample weights (B,) every pixel of the sample, for maps) and
+    the default reduction divides by the number of values, weight-0 samples included.
 
     Randomness: a ``keras.random.SeedGenerator(seed)`` owned by the loss draws new random
     auxiliary indices on every call; two losses built with the same integer ``seed`` draw
@@ -176,6 +178,10 @@ class AuxiliaryClassLoss(keras.losses.Loss):
         """The training labels after Algorithm 1 (advances the seed generator)."""
         return _relabel("AuxiliaryClassLoss", y_true, y_pred, self.target_classes,
                         self.auxiliary_classes, self.seed_generator)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        rank = len(ops.convert_to_tensor(y_pred).shape) - 1  # one value per label
+        return super().__call__(y_true, y_pred, per_sample_weight(sample_weight, rank))
 
     def call(self, y_true, y_pred):
         labels = ops.stop_gradient(self.relabel(y_true, y_pred))

@@ -7,7 +7,8 @@ import keras
 from keras import ops
 
 from keras_seg_extras._common import check_number, check_vector, fail, register
-from keras_seg_extras.losses.overlap import _overlap_loss, check_flag
+from keras_seg_extras.losses.overlap import _overlap_loss, _pixel_weights, check_flag
+from keras_seg_extras.losses.tilted import _scale_for_distribution
 
 
 def _resolve_member(owner, index, member):
@@ -95,7 +96,7 @@ def _binary_cross_entropy(targets, y_pred, from_logits):
 
 
 def bce_dice_loss(y_true, y_pred, bce_weight=1.0, dice_weight=1.0, from_logits=False,
-                  smooth=1.0):
+                  smooth=1.0, sample_weight=None):
     """Binary cross-entropy plus soft Dice loss for sigmoid outputs (paper 003, 4.1.6).
 
     ``L_b = bce_weight * mean_{h,w,c} BCE(y, p)_b + dice_weight * Dice``, where ``Dice`` is
@@ -111,6 +112,10 @@ def bce_dice_loss(y_true, y_pred, bce_weight=1.0, dice_weight=1.0, from_logits=F
         dice_weight: weight of the Dice term (>= 0).
         from_logits: whether ``y_pred`` holds logits.
         smooth: Dice smoothing (>= 0).
+        sample_weight: optional non-negative per-image (B,) or per-pixel (B, H, W) weights,
+            applied inside both terms: each pixel's cross-entropy is multiplied by its weight
+            (so a per-image weight multiplies that image's cross-entropy) and the Dice sums
+            weight its p and y (a weight-0 image takes no part in the batch Dice).
 
     Returns:
         float32 (B,) tensor: each image's mean cross-entropy plus the batch Dice term.
@@ -119,7 +124,7 @@ def bce_dice_loss(y_true, y_pred, bce_weight=1.0, dice_weight=1.0, from_logits=F
         >>> loss = bce_dice_loss(masks, logits, from_logits=True)
     """
     return _bce_dice("bce_dice_loss", y_true, y_pred, bce_weight, dice_weight, from_logits,
-                     smooth)
+                     smooth, sample_weight)
 
 
 def _check_bce_dice_arguments(owner, bce_weight, dice_weight, from_logits, smooth):
@@ -131,16 +136,21 @@ def _check_bce_dice_arguments(owner, bce_weight, dice_weight, from_logits, smoot
             check_number(owner, "smooth", smooth, minimum=0))
 
 
-def _bce_dice(owner, y_true, y_pred, bce_weight, dice_weight, from_logits, smooth):
+def _bce_dice(owner, y_true, y_pred, bce_weight, dice_weight, from_logits, smooth,
+              sample_weight=None):
     bce_weight, dice_weight, from_logits, smooth = _check_bce_dice_arguments(
         owner, bce_weight, dice_weight, from_logits, smooth)
     dice = _overlap_loss(owner, "dice", y_true, y_pred, "multilabel", from_logits, smooth,
-                         False, None)
+                         False, None, sample_weight)
     y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
     targets = ops.cast(ops.convert_to_tensor(y_true), "float32")
     if len(targets.shape) == 3:
         targets = ops.expand_dims(targets, -1)
-    bce = ops.mean(_binary_cross_entropy(targets, y_pred, from_logits), axis=(1, 2, 3))
+    pixel_bce = _binary_cross_entropy(targets, y_pred, from_logits)
+    weights = _pixel_weights(owner, sample_weight, False)
+    if weights is not None:
+        pixel_bce = pixel_bce * weights
+    bce = ops.mean(pixel_bce, axis=(1, 2, 3))
     return bce_weight * bce + dice_weight * dice
 
 
@@ -149,8 +159,12 @@ class BCEDiceLoss(keras.losses.Loss):
     """Binary cross-entropy plus soft Dice; see :func:`bce_dice_loss`.
 
     Keras's reduction averages the per-image values, so the result is the batch mean of the
-    cross-entropy plus the batch Dice term (sample weights weight images; the Dice term is
-    scaled by their mean).
+    cross-entropy plus the batch Dice term. Per-image (B,) or per-pixel (B, H, W) sample
+    weights go inside both terms (see :func:`bce_dice_loss`): with weights w_b the loss is
+    ``bce_weight * sum_b w_b BCE_b / B + dice_weight * Dice_w``, Dice_w the batch Dice with
+    every image's pixels weighted by w_b, so a weight-0 image counts in neither term.
+    ("mean_with_sample_weight" reduces like "sum_over_batch_size": the weights are already
+    inside.) A scalar weight multiplies the loss, as for every Keras loss.
 
     Example:
         >>> model.compile(loss=BCEDiceLoss(from_logits=True),
@@ -167,6 +181,19 @@ class BCEDiceLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         return _bce_dice(type(self).__name__, y_true, y_pred, self.bce_weight,
                          self.dice_weight, self.from_logits, self.smooth)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is None or len(ops.shape(sample_weight)) == 0:
+            return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+        with keras.name_scope(self.name):
+            values = _bce_dice(type(self).__name__, y_true, y_pred, self.bce_weight,
+                               self.dice_weight, self.from_logits, self.smooth, sample_weight)
+            if self.reduction in (None, "none"):
+                return ops.cast(values, self.dtype)
+            total = ops.sum(values)
+            if self.reduction != "sum":
+                total = _scale_for_distribution(total / ops.cast(ops.shape(values)[0], "float32"))
+            return ops.cast(total, self.dtype)
 
     def get_config(self):
         config = super().get_config()

@@ -18,6 +18,12 @@ p̂ >= min(y, 1 - y) > 0, and p̂ is formed from σ(z) or σ(-z), whichever keep
 the logarithm. With probabilities (``from_logits=False``) p is clipped to
 [ε, 1 - ε] (``keras.config.epsilon()``), as Keras's binary cross-entropy does, which keeps
 p̂ >= ε for every target in [0, 1].
+
+Sample weights. The loss classes give one value per sample (or per pixel, for (B, H, W, C)
+maps); the reduction multiplies each value by its weight and divides by the number of values
+(Keras's "sum_over_batch_size"), so a weight-0 sample adds nothing to the sum but still counts
+in the divisor. Per-sample weights (B,) weight every value of their sample, also for maps;
+per-pixel weights (B, H, W) weight each value.
 """
 
 import keras
@@ -30,6 +36,7 @@ from keras_seg_extras._common import (
     check_number,
     check_vector,
     fail,
+    per_sample_weight,
     register,
 )
 
@@ -186,6 +193,10 @@ class _FocalBase(keras.losses.Loss):
         self.gamma = _check_gamma(owner, gamma)
         self.from_logits = bool(from_logits)
         self.class_weights = _check_class_weights(owner, class_weights)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        rank = len(ops.convert_to_tensor(y_pred).shape) - 1  # classes are summed
+        return super().__call__(y_true, y_pred, per_sample_weight(sample_weight, rank))
 
     def get_config(self):
         config = super().get_config()

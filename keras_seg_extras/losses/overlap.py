@@ -14,9 +14,17 @@ Shared conventions:
   Jaccard loss is 0 (a perfect prediction of an empty mask), never NaN, whatever ``smooth``.
   ``keras.losses.Dice`` gives 1 there.
 - ``ignore_index``: pixels with that label count neither in the prediction nor in the truth.
+- Sample weights. ``per_image=True``: one value per image, weighted by Keras's reduction like
+  any per-sample loss (``sum_b w_b L_b / B``). ``per_image=False`` (one value per batch): the
+  weights enter the sums of the loss, per image (B,) or per pixel (B, H, W), so a pixel of
+  weight n counts as n copies of it and a weight-0 image takes no part at all (multiplying
+  the batch's single value by the weights, as Keras would, leaves a weight-0 image inside the
+  sums and only rescales the loss). A scalar weight multiplies the loss, as for every Keras
+  loss.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_seg_extras._common import (
@@ -25,6 +33,7 @@ from keras_seg_extras._common import (
     check_choice,
     check_number,
     check_optional_int,
+    concrete_numpy,
     fail,
     num_channels,
     register,
@@ -71,18 +80,48 @@ def _probabilities_and_targets(owner, y_true, y_pred, mode, from_logits, ignore_
     return probabilities * valid, targets, valid
 
 
+def _pixel_weights(owner, sample_weight, per_image):
+    """Sample weights of a batch-global loss as float32 (B, H, W, 1) (or (B, 1, 1, 1)), or None.
+
+    Per-image (B,) / (B, 1) and per-pixel (B, H, W) / (B, H, W, 1) weights are accepted; they
+    must be >= 0 (checked on concrete values). With ``per_image=True`` Keras's reduction weights
+    the per-image values instead, so weights are not accepted here.
+    """
+    if sample_weight is None:
+        return None
+    if per_image:
+        fail(owner, "sample_weight", "a weight tensor",
+             "must be None with per_image=True (the Keras loss class weights per-image values)")
+    weights = as_float32(sample_weight)
+    shape = tuple(weights.shape)
+    if len(shape) in (1, 2) and (len(shape) == 1 or shape[1] == 1):
+        weights = ops.reshape(weights, (-1, 1, 1, 1))
+    elif len(shape) == 3:
+        weights = ops.expand_dims(weights, -1)
+    elif not (len(shape) == 4 and shape[-1] == 1):
+        fail(owner, "sample_weight", f"tensor of shape {shape}",
+             "must hold per-image (B,) or per-pixel (B, H, W) weights")
+    values = concrete_numpy(weights)
+    if values is not None and np.any(values < 0):
+        fail(owner, "sample_weight", f"minimum {values.min()}", "must hold weights >= 0")
+    return weights
+
+
 def _overlap_loss(owner, kind, y_true, y_pred, mode, from_logits, smooth, per_image,
-                  ignore_index):
+                  ignore_index, sample_weight=None):
     check_choice(owner, "mode", mode, MODES)
     check_flag(owner, "from_logits", from_logits)
     check_flag(owner, "per_image", per_image)
     smooth = check_number(owner, "smooth", smooth, minimum=0)
     ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
+    weights = _pixel_weights(owner, sample_weight, per_image)
     probabilities, targets, _ = _probabilities_and_targets(
         owner, y_true, y_pred, mode, from_logits, ignore_index)
+    weighted = probabilities if weights is None else probabilities * weights
     axes = (1, 2) if per_image else (0, 1, 2)
-    intersection = ops.sum(probabilities * targets, axis=axes)
-    cardinality = ops.sum(probabilities, axis=axes) + ops.sum(targets, axis=axes)
+    intersection = ops.sum(weighted * targets, axis=axes)
+    cardinality = ops.sum(weighted, axis=axes) + ops.sum(
+        targets if weights is None else targets * weights, axis=axes)
     occupied = cardinality > 0
     if kind == "dice":
         numerator, denominator = 2.0 * intersection + smooth, cardinality + smooth
@@ -95,7 +134,7 @@ def _overlap_loss(owner, kind, y_true, y_pred, mode, from_logits, smooth, per_im
 
 
 def dice_loss(y_true, y_pred, mode, from_logits=False, smooth=1.0, per_image=False,
-              ignore_index=None):
+              ignore_index=None, sample_weight=None):
     """Soft Dice loss, per class then averaged over classes.
 
     For each class (channel) c, with p the predicted probabilities and y the targets summed
@@ -117,6 +156,9 @@ def dice_loss(y_true, y_pred, mode, from_logits=False, smooth=1.0, per_image=Fal
             scalar. True: the sums run over each image (H, W), each image gets the mean over
             classes of its L_c, and the result has shape (B,) (a Keras loss then averages it).
         ignore_index: label value whose pixels are left out of every sum, or None.
+        sample_weight: with ``per_image=False`` only: non-negative per-image (B,) or
+            per-pixel (B, H, W) weights multiplying each pixel's p and y inside the sums
+            (``sum(w p y)``, ``sum(w p) + sum(w y)``); a weight-0 image takes no part.
 
     Returns:
         float32 scalar (``per_image=False``) or (B,) tensor (``per_image=True``).
@@ -125,11 +167,11 @@ def dice_loss(y_true, y_pred, mode, from_logits=False, smooth=1.0, per_image=Fal
         >>> loss = dice_loss(masks, logits, mode="binary", from_logits=True)
     """
     return _overlap_loss("dice_loss", "dice", y_true, y_pred, mode, from_logits, smooth,
-                         per_image, ignore_index)
+                         per_image, ignore_index, sample_weight)
 
 
 def jaccard_loss(y_true, y_pred, mode, from_logits=False, smooth=1.0, per_image=False,
-                 ignore_index=None):
+                 ignore_index=None, sample_weight=None):
     """Soft Jaccard (IoU) loss, per class then averaged over classes.
 
     For each class c::
@@ -138,7 +180,7 @@ def jaccard_loss(y_true, y_pred, mode, from_logits=False, smooth=1.0, per_image=
         L_c = 0 where sum(p) + sum(y) = 0
 
     IoU = TP / (TP + FP + FN), paper 003 section 4.1.5. Arguments, class averaging and
-    ``per_image`` exactly as :func:`dice_loss`.
+    ``per_image`` and ``sample_weight`` exactly as :func:`dice_loss`.
 
     Returns:
         float32 scalar (``per_image=False``) or (B,) tensor (``per_image=True``).
@@ -147,14 +189,14 @@ def jaccard_loss(y_true, y_pred, mode, from_logits=False, smooth=1.0, per_image=
         >>> loss = jaccard_loss(labels, logits, mode="multiclass", from_logits=True)
     """
     return _overlap_loss("jaccard_loss", "jaccard", y_true, y_pred, mode, from_logits,
-                         smooth, per_image, ignore_index)
+                         smooth, per_image, ignore_index, sample_weight)
 
 
 # ----------------------------------------------------------------------------- Lovász
 
 
-def _lovasz_sorted_loss(errors, targets):
-    """Lovász extension of the Jaccard loss along the last axis.
+def _lovasz_sorted_loss(errors, targets, weights=None):
+    """Lovász extension of the (pixel-weighted) Jaccard loss along the last axis.
 
     ``errors`` (..., N) are non-negative; ``targets`` (..., N) in {0, 1}. Entries that must
     not count (ignored pixels) carry error 0 and target 0: they sort after every positive
@@ -163,14 +205,25 @@ def _lovasz_sorted_loss(errors, targets):
         sort errors descending, y* = targets in that order, g = sum(y*)
         J_i = 1 - (g - cumsum(y*)_i) / (g + cumsum(1 - y*)_i)
         loss = sum_i errors*_i * (J_i - J_{i-1}),  J_0 = 0
+
+    ``weights`` (..., N) >= 0 weight the pixels inside the Jaccard set function (cumsum(w y*),
+    cumsum(w (1 - y*)), g = sum(w y*)): a pixel of weight n counts as n copies of it, one of
+    weight 0 not at all.
     """
     order = ops.argsort(-ops.stop_gradient(errors), axis=-1)
     errors_sorted = ops.take_along_axis(errors, order, axis=-1)
     targets_sorted = ops.stop_gradient(ops.take_along_axis(targets, order, axis=-1))
-    total = ops.sum(targets_sorted, axis=-1, keepdims=True)
-    intersection = total - ops.cumsum(targets_sorted, axis=-1)
-    union = total + ops.cumsum(1.0 - targets_sorted, axis=-1)  # >= 1 everywhere
-    jaccard = 1.0 - intersection / union
+    if weights is None:
+        positives, negatives = targets_sorted, 1.0 - targets_sorted
+    else:
+        weights_sorted = ops.stop_gradient(ops.take_along_axis(weights, order, axis=-1))
+        positives = weights_sorted * targets_sorted
+        negatives = weights_sorted * (1.0 - targets_sorted)
+    total = ops.sum(positives, axis=-1, keepdims=True)
+    intersection = total - ops.cumsum(positives, axis=-1)
+    union = total + ops.cumsum(negatives, axis=-1)  # >= 1 everywhere without weights
+    occupied = union > 0  # leading weight-0 pixels of an empty group: no step
+    jaccard = ops.where(occupied, 1.0 - intersection / ops.where(occupied, union, 1.0), 0.0)
     gradient = ops.concatenate([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], axis=-1)
     return ops.sum(errors_sorted * ops.stop_gradient(gradient), axis=-1)
 
@@ -191,22 +244,27 @@ def _binary_inputs(owner, y_true, y_pred, per_image, ignore_index):
     return logits[..., 0], targets[..., 0], valid[..., 0]
 
 
-def _hinge(logits, targets, valid, per_image):
+def _hinge(logits, targets, valid, per_image, weights):
     signs = 2.0 * targets - 1.0
     errors = ops.relu(1.0 - logits * signs) * valid
-    losses = _lovasz_sorted_loss(_flatten(errors, per_image), _flatten(targets * valid, per_image))
+    if weights is not None:
+        weights = _flatten(ops.broadcast_to(weights[..., 0], ops.shape(errors)), per_image)
+    losses = _lovasz_sorted_loss(_flatten(errors, per_image), _flatten(targets * valid, per_image),
+                                 weights)
     return losses if per_image else losses[0]
 
 
-def _lovasz_binary(owner, symmetric, y_true, y_pred, per_image, ignore_index):
+def _lovasz_binary(owner, symmetric, y_true, y_pred, per_image, ignore_index,
+                   sample_weight=None):
     logits, targets, valid = _binary_inputs(owner, y_true, y_pred, per_image, ignore_index)
-    loss = _hinge(logits, targets, valid, per_image)
+    weights = _pixel_weights(owner, sample_weight, per_image)
+    loss = _hinge(logits, targets, valid, per_image, weights)
     if symmetric:
-        loss = 0.5 * (loss + _hinge(-logits, (1.0 - targets) * valid, valid, per_image))
+        loss = 0.5 * (loss + _hinge(-logits, (1.0 - targets) * valid, valid, per_image, weights))
     return loss
 
 
-def lovasz_hinge(y_true, y_pred, per_image=True, ignore_index=None):
+def lovasz_hinge(y_true, y_pred, per_image=True, ignore_index=None, sample_weight=None):
     """Lovász hinge loss for binary segmentation on logits (Berman et al. 2018, section 3.1).
 
     Per pixel the hinge error is ``max(0, 1 - x * s)`` with x the logit and s = 2y - 1; the
@@ -222,6 +280,9 @@ def lovasz_hinge(y_true, y_pred, per_image=True, ignore_index=None):
             the mean, as in the reference implementation). False: one loss over all valid
             pixels of the batch, a scalar.
         ignore_index: label value of pixels to leave out, or None.
+        sample_weight: with ``per_image=False`` only: non-negative per-image (B,) or
+            per-pixel (B, H, W) weights of the pixels inside the Jaccard set function (a
+            pixel of weight n counts as n copies, a weight-0 image not at all).
 
     Returns:
         float32 (B,) tensor (``per_image=True``) or scalar.
@@ -229,10 +290,11 @@ def lovasz_hinge(y_true, y_pred, per_image=True, ignore_index=None):
     Example:
         >>> loss = lovasz_hinge(masks, logits)
     """
-    return _lovasz_binary("lovasz_hinge", False, y_true, y_pred, per_image, ignore_index)
+    return _lovasz_binary("lovasz_hinge", False, y_true, y_pred, per_image, ignore_index,
+                          sample_weight)
 
 
-def symmetric_lovasz(y_true, y_pred, per_image=True, ignore_index=None):
+def symmetric_lovasz(y_true, y_pred, per_image=True, ignore_index=None, sample_weight=None):
     """Mean of the Lovász hinge on (logits, y) and on (-logits, 1 - y).
 
     The second term treats the background as the foreground, so empty masks (no foreground)
@@ -241,7 +303,8 @@ def symmetric_lovasz(y_true, y_pred, per_image=True, ignore_index=None):
     Example:
         >>> loss = symmetric_lovasz(masks, logits)
     """
-    return _lovasz_binary("symmetric_lovasz", True, y_true, y_pred, per_image, ignore_index)
+    return _lovasz_binary("symmetric_lovasz", True, y_true, y_pred, per_image, ignore_index,
+                          sample_weight)
 
 
 def _check_classes(owner, classes):
@@ -259,7 +322,8 @@ def _check_classes(owner, classes):
     return ids
 
 
-def _lovasz_softmax(owner, y_true, y_pred, classes, per_image, ignore_index, from_logits):
+def _lovasz_softmax(owner, y_true, y_pred, classes, per_image, ignore_index, from_logits,
+                    sample_weight=None):
     classes = _check_classes(owner, classes)
     check_flag(owner, "per_image", per_image)
     check_flag(owner, "from_logits", from_logits)
@@ -268,6 +332,7 @@ def _lovasz_softmax(owner, y_true, y_pred, classes, per_image, ignore_index, fro
         owner, y_true, y_pred, "multiclass", from_logits, ignore_index)
     num_classes = probabilities.shape[-1]
     errors = ops.abs(targets - probabilities) * valid
+    weights = _pixel_weights(owner, sample_weight, per_image)
 
     def per_class_rows(x):  # (B, H, W, C) -> (B or 1, C, N)
         rows = ops.reshape(x, (ops.shape(x)[0], -1, num_classes) if per_image
@@ -275,9 +340,14 @@ def _lovasz_softmax(owner, y_true, y_pred, classes, per_image, ignore_index, fro
         return ops.transpose(rows, (0, 2, 1))
 
     class_targets = per_class_rows(targets)
-    losses = _lovasz_sorted_loss(per_class_rows(errors), class_targets)  # (B or 1, C)
-    if classes == "present":
-        weights = ops.cast(ops.sum(class_targets, axis=-1) > 0, "float32")
+    if weights is not None:
+        weights = per_class_rows(ops.broadcast_to(weights, ops.shape(errors)))
+        class_targets_weighted = class_targets * weights
+    else:
+        class_targets_weighted = class_targets
+    losses = _lovasz_sorted_loss(per_class_rows(errors), class_targets, weights)  # (B or 1, C)
+    if classes == "present":  # present with a weight > 0
+        weights = ops.cast(ops.sum(class_targets_weighted, axis=-1) > 0, "float32")
     elif classes == "all":
         weights = ops.ones_like(losses)
     else:
@@ -292,7 +362,7 @@ def _lovasz_softmax(owner, y_true, y_pred, classes, per_image, ignore_index, fro
 
 
 def lovasz_softmax(y_true, y_pred, classes="present", per_image=False, ignore_index=None,
-                   from_logits=True):
+                   from_logits=True, sample_weight=None):
     """Lovász-Softmax loss for multi-class segmentation (Berman et al. 2018, section 3.2).
 
     For each class c the pixel errors are ``|1[y = c] - p_c|`` over the valid pixels; the
@@ -312,6 +382,8 @@ def lovasz_softmax(y_true, y_pred, classes="present", per_image=False, ignore_in
             batch, a scalar.
         ignore_index: label value whose pixels are left out, or None.
         from_logits: apply softmax to ``y_pred`` first.
+        sample_weight: with ``per_image=False`` only, as in :func:`lovasz_hinge`; a class
+            counts as present when it has a pixel of weight > 0.
 
     Returns:
         float32 (B,) tensor or scalar. 0 (never NaN) where no class is selected, e.g. an image
@@ -321,7 +393,7 @@ def lovasz_softmax(y_true, y_pred, classes="present", per_image=False, ignore_in
         >>> loss = lovasz_softmax(labels, logits, classes="present", ignore_index=255)
     """
     return _lovasz_softmax("lovasz_softmax", y_true, y_pred, classes, per_image, ignore_index,
-                           from_logits)
+                           from_logits, sample_weight)
 
 
 # ----------------------------------------------------------------------------- classes
@@ -336,16 +408,29 @@ class _OverlapLossBase(keras.losses.Loss):
     (all-reduced) gradients unscaled: R times the mean of the replicas' losses. ``__call__``
     applies the 1/R scaling in exactly that case, so under R replicas the step's loss is the
     mean over replicas of each replica's batch-global loss (as for ``TiltedCrossEntropy``).
+
+    Sample weights with ``per_image=False``: per-image (B,) or per-pixel (B, H, W) weights go
+    into the sums of the loss (``_loss(..., sample_weight)``), never onto the batch's single
+    value; see the module docstring. Scalar weights and Keras masks take Keras's own path.
     """
 
     _arguments = ()
 
+    def _loss(self, y_true, y_pred, sample_weight=None):
+        raise NotImplementedError
+
+    def call(self, y_true, y_pred):
+        return self._loss(y_true, y_pred)
+
     def __call__(self, y_true, y_pred, sample_weight=None):
-        value = super().__call__(y_true, y_pred, sample_weight=sample_weight)
-        unscaled_by_keras = (
-            sample_weight is None or len(ops.shape(sample_weight)) == 0
-        ) and getattr(y_pred, "_keras_mask", None) is None  # Keras 3 keeps masks there
-        if (not self.per_image and unscaled_by_keras
+        scalar_weight = sample_weight is None or len(ops.shape(sample_weight)) == 0
+        masked = getattr(y_pred, "_keras_mask", None) is not None  # Keras 3 keeps masks there
+        if self.per_image or scalar_weight or masked:
+            value = super().__call__(y_true, y_pred, sample_weight=sample_weight)
+        else:
+            with keras.name_scope(self.name):
+                value = ops.cast(self._loss(y_true, y_pred, sample_weight), self.dtype)
+        if (not self.per_image and not masked
                 and self.reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight")):
             value = _scale_for_distribution(value)
         return value
@@ -372,19 +457,20 @@ class _SoftOverlapLoss(_OverlapLossBase):
         self.per_image = check_flag(owner, "per_image", per_image)
         self.ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
 
-    def call(self, y_true, y_pred):
+    def _loss(self, y_true, y_pred, sample_weight=None):
         return _overlap_loss(type(self).__name__, self._kind, y_true, y_pred, self.mode,
-                             self.from_logits, self.smooth, self.per_image, self.ignore_index)
+                             self.from_logits, self.smooth, self.per_image, self.ignore_index,
+                             sample_weight)
 
 
 @register
 class DiceLoss(_SoftOverlapLoss):
     """Soft Dice loss as a Keras loss; see :func:`dice_loss` for the formula and arguments.
 
-    With ``per_image=False`` (default) the loss is computed over the whole batch and Keras's
-    reduction leaves that scalar unchanged (sample weights then only scale it by their
-    mean). With ``per_image=True`` each image has its own value and the reduction averages
-    them (sample weights weight images). Under ``tf.distribute`` (MirroredStrategy) with
+    With ``per_image=False`` (default) the loss is computed over the whole batch; per-image
+    (B,) or per-pixel (B, H, W) sample weights then weight the pixels inside its sums (a
+    weight-0 image takes no part). With ``per_image=True`` each image has its own value and
+    the reduction averages them (sample weights weight images). Under ``tf.distribute`` (MirroredStrategy) with
     ``per_image=False`` each replica computes the Dice of its own share of the batch and the
     step's loss is the mean of those replica values (not the Dice of the global batch).
 
@@ -440,9 +526,9 @@ class LovaszHingeLoss(_BinaryLovaszBase):
                  name="lovasz_hinge_loss", dtype=None):
         super().__init__(per_image, ignore_index, reduction, name, dtype)
 
-    def call(self, y_true, y_pred):
+    def _loss(self, y_true, y_pred, sample_weight=None):
         return _lovasz_binary(type(self).__name__, False, y_true, y_pred, self.per_image,
-                              self.ignore_index)
+                              self.ignore_index, sample_weight)
 
 
 @register
@@ -457,9 +543,9 @@ class SymmetricLovaszLoss(_BinaryLovaszBase):
                  name="symmetric_lovasz_loss", dtype=None):
         super().__init__(per_image, ignore_index, reduction, name, dtype)
 
-    def call(self, y_true, y_pred):
+    def _loss(self, y_true, y_pred, sample_weight=None):
         return _lovasz_binary(type(self).__name__, True, y_true, y_pred, self.per_image,
-                              self.ignore_index)
+                              self.ignore_index, sample_weight)
 
 
 @register
@@ -481,6 +567,7 @@ class LovaszSoftmaxLoss(_OverlapLossBase):
         self.ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
         self.from_logits = check_flag(owner, "from_logits", from_logits)
 
-    def call(self, y_true, y_pred):
+    def _loss(self, y_true, y_pred, sample_weight=None):
         return _lovasz_softmax(type(self).__name__, y_true, y_pred, self.classes,
-                               self.per_image, self.ignore_index, self.from_logits)
+                               self.per_image, self.ignore_index, self.from_logits,
+                               sample_weight)

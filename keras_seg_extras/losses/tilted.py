@@ -120,7 +120,8 @@ def tilted_cross_entropy(y_true, y_pred, t=1.0, level="image", from_logits=True,
         level: "image" (eq. 2) or "class" (eq. 3).
         from_logits: whether ``y_pred`` holds logits (log-softmax is used) or probabilities.
         ignore_index: label value of pixels that take no part, or None.
-        sample_weight: optional (B,) non-negative per-image weights.
+        sample_weight: optional (B,) or (B, 1) non-negative per-image weights; per-pixel
+            weights are rejected with a ValueError.
 
     Returns:
         A float32 scalar tensor.
@@ -147,8 +148,13 @@ def _tilted(owner, y_true, y_pred, t, level, from_logits, ignore_index, sample_w
         image_weight = ops.ones((batch,), dtype="float32")
     else:
         image_weight = as_float32(sample_weight)
-        if len(image_weight.shape) > 1:
-            image_weight = ops.reshape(image_weight, (batch, -1))[:, 0]
+        shape = tuple(image_weight.shape)
+        if len(shape) > 1 and any(size != 1 for size in shape[1:]):
+            fail(owner, "sample_weight", f"tensor of shape {shape}",
+                 "must hold one weight per image, (B,) or (B, 1) (the tilt runs over images, "
+                 "not pixels)")
+        if len(shape) > 1:
+            image_weight = ops.reshape(image_weight, (batch,))
         image_weight = ops.broadcast_to(image_weight, (batch,))
     if level == "image":
         pixel_loss = ops.sum(per_class, axis=-1)  # (B, H, W); 0 on ignored pixels

@@ -21,7 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _testdata(name):
-    path = get_testdata_file(name)
+    # download=False: without pydicom-data installed pydicom would fetch the file from GitHub.
+    path = get_testdata_file(name, download=False)
     assert path is not None and os.path.exists(path), f"pydicom-data lacks {name}"
     return path
 

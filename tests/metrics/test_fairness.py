@@ -183,3 +183,17 @@ def test_errors():
         fairness_report(np.eye(3), reference_order=[0, 1])
     with pytest.raises(ValueError, match=r"`confusion_matrix`.*\(2, 3\)"):
         fairness_report(np.ones((2, 3)))
+
+
+
+def test_a_single_seen_class_gives_its_own_iou():
+    """Only class 1 in truth and prediction (IoU 1): every statistic of that one IoU is 1,
+    its spread 0; classes never seen take no part."""
+    labels = np.full((1, 3, 4), 1)
+    logits = np.full((1, 3, 4, 3), [0.0, 5.0, 0.0], "float32")
+    for statistic in ("worst", "sorted_bottom_25", "sorted_top_25", "bottom_25th_percentile",
+                      "top_25th_percentile", "std"):
+        metric = FairnessIoU(3, statistic)
+        metric.update_state(labels, logits)
+        expected = 0.0 if statistic == "std" else 1.0
+        assert float(metric.result()) == pytest.approx(expected), statistic

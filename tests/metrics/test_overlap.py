@@ -129,3 +129,9 @@ def test_bad_inputs_raise_clear_errors():
         metric.update_state(np.zeros((1, 2, 2, 1)), np.zeros((2, 2)))
     with pytest.raises(ValueError, match=r"IoUScore: binary/multi-label targets .*\[2.0\]"):
         metric.update_state(np.full((1, 2, 2, 1), 2.0), np.zeros((1, 2, 2, 1)))
+
+
+def test_default_names_are_the_log_keys():
+    """`fit` logs a metric under its name (`val_dice_coefficient` for callbacks to monitor)."""
+    assert kse.metrics.DiceCoefficient().name == "dice_coefficient"
+    assert kse.metrics.IoUScore().name == "iou_score"

@@ -130,6 +130,10 @@ def test_config_round_trip():
 
 
 def test_errors():
+    for cls in (LabelRankingAveragePrecision, lambda **kw: MeanAveragePrecision(3, **kw)):
+        with pytest.raises(ValueError, match=r"Precision: `threshold` must be a number; "
+                                             r"received 'high'"):
+            cls(threshold="high")
     with pytest.raises(ValueError, match=r"MeanAveragePrecision: `num_classes`.*0"):
         MeanAveragePrecision(0)
     with pytest.raises(ValueError, match=r"MeanAveragePrecision: `y_pred`.*num_classes=3"):

@@ -60,6 +60,29 @@ def test_tiny_csv_run(recipe, tmp_path, rng, capsys):
     assert snapshot.loss.loss.class_weights == [1.0, 0.1, 1.0]
 
 
+def test_csv_run_learns_what_the_images_show(recipe, tmp_path, rng):
+    """Each image is coloured by its class (3 agreeing votes): a model that learns anything
+    ranks its class first (LRAP near 1); one that ignores its input gets the constant prior's
+    LRAP (about (1 + 1/2 + 1/3) / 3 for three balanced classes)."""
+    names = ["flood", "smoke", "none"]
+    rows = []
+    for i in range(60):
+        label = i % 3
+        image = rng.integers(0, 60, (16, 16, 3))
+        image[..., label] += 180
+        cv2.imwrite(str(tmp_path / f"img{i}.png"), image.astype(np.uint8)[..., ::-1])
+        rows += [f"img{i}.png,{names[label]}"] * 3
+    (tmp_path / "votes.csv").write_text("image,label\n" + "\n".join(rows) + "\n")
+    results = recipe.main([
+        "--csv", str(tmp_path / "votes.csv"), "--backbone", "small", "--image-size", "16",
+        "--epochs", "3", "--batch-size", "8", "--losses", "focal",
+        "--output-dir", str(tmp_path / "run")])
+    focal = results["focal"]
+    assert 0.5 < focal["prior_lrap"] < 0.75
+    assert focal["lrap"] > focal["prior_lrap"] + 0.2
+    assert focal["map"] > focal["prior_map"] + 0.2
+
+
 def test_tiny_brain_run(recipe, tmp_path, capsys):
     (x_train, y_train), (x_val, y_val), names = recipe.load_brain(32)
     assert len(names) == 116 and y_train.shape == (len(x_train), 116)
@@ -71,7 +94,13 @@ def test_tiny_brain_run(recipe, tmp_path, capsys):
                            "--batch-size", "64", "--output-dir", str(tmp_path)])
     printed = capsys.readouterr().out
     assert "backbone small" in printed and "class-balanced" in printed
-    assert 0.0 <= results["class-balanced"]["lrap"] <= 1.0
+    assert "constant prior" in printed
+    # One epoch already ranks images per region much better than the constant prior (mean
+    # average precision over the regions: ~0.48 against ~0.26). Label ranking (LRAP) needs
+    # longer runs to pass the prior on these 116 regions (docs/multilabel.md); it starts there.
+    result = results["class-balanced"]
+    assert result["map"] > result["prior_map"] + 0.1
+    assert result["lrap"] > result["prior_lrap"] - 0.05
 
 
 def test_efficientnet_classifier_reads_local_weights_only(recipe, tmp_path):

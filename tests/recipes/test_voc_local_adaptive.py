@@ -1,6 +1,7 @@
 """recipes/voc_local_adaptive.py: the VOC reader on a tiny fake VOC folder and a tiny run."""
 
 import importlib.util
+import json
 import os
 
 import numpy as np
@@ -53,13 +54,30 @@ def test_reads_palette_indices_from_fake_voc(recipe, tmp_path, rng):
     assert "Pascal VOC" in description
 
 
-def test_brain_sample_default_path_prints_side_by_side(recipe, capsys):
+def test_brain_sample_default_path_prints_side_by_side(recipe, capsys, tmp_path):
     results = recipe.main(["--image-size", "16", "--epochs", "1", "--filters", "4", "8",
-                           "--kernels", "5", "--limit", "8", "--batch-size", "4"])
+                           "--kernels", "5", "--limit", "8", "--batch-size", "4",
+                           "--output-dir", str(tmp_path)])
     assert set(results) == {"cross-entropy", "local k=5"}
-    assert all(0.0 <= value <= 1.0 for value in results.values())
     out = capsys.readouterr().out
     assert "brain MRI sample" in out and "| local k=5 |" in out and "76.1" in out
+    with open(tmp_path / "results.json") as handle:
+        recorded = json.load(handle)
+    assert recorded["miou"] == results
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip()
+            for line in out.splitlines() if line.startswith("| ") and "---" not in line}
+    for name, value in results.items():  # the table holds the recorded numbers
+        assert rows[name] == f"{100 * value:.1f}"
+    # The constant baseline, recomputed: the most frequent training class everywhere.
+    (_, y_train), (_, y_val), _ = recipe.load_data(None, 16, 8)
+    counts = np.bincount(y_train[y_train != 255].ravel(), minlength=21)
+    majority = int(np.argmax(counts))
+    truth = y_val[y_val != 255].ravel()
+    present = np.unique(truth)
+    iou = [np.mean(truth == majority) if c == majority else 0.0 for c in present]
+    assert recorded["majority_class"] == majority
+    assert recorded["majority_class_miou"] == pytest.approx(np.mean(iou))
+    assert rows["majority class (constant)"] == f"{100 * recorded['majority_class_miou']:.1f}"
 
 
 def test_mean_iou_from_confusion_matrix(recipe):
