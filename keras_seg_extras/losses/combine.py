@@ -61,9 +61,13 @@ class CombinedLoss(keras.losses.Loss):
     def __call__(self, y_true, y_pred, sample_weight=None):
         with keras.name_scope(self.name):
             total = 0.0
-            for weight, member in zip(self.weights, self.losses):
-                value = ops.cast(member(y_true, y_pred, sample_weight=sample_weight), "float32")
-                total = total + weight * value
+            for index, (weight, member) in enumerate(zip(self.weights, self.losses)):
+                try:
+                    value = member(y_true, y_pred, sample_weight=sample_weight)
+                except ValueError as error:  # say which member of which loss refused
+                    raise ValueError(f"{type(self).__name__}: member `losses[{index}]` "
+                                     f"({type(member).__name__}) failed: {error}") from error
+                total = total + weight * ops.cast(value, "float32")
             return ops.cast(total, self.dtype)
 
     def call(self, y_true, y_pred):

@@ -7,7 +7,7 @@ k samples with the largest loss are left out of the reduction.
 import keras
 from keras import ops
 
-from keras_seg_extras._common import check_choice, check_number, fail, register
+from keras_seg_extras._common import check_choice, check_number, fail, nan_if_any_nan, register
 
 
 def _inner_per_sample(inner, y_true, y_pred):
@@ -98,7 +98,7 @@ class DropWorst(keras.losses.Loss):
         ranks = ops.argsort(order)
         keep = ops.cast(ops.greater_equal(ranks, self.k), "float32")
         scale = ops.cast(n, "float32") / ops.cast(ops.maximum(kept, 1), "float32")
-        return values * keep * scale
+        return nan_if_any_nan(values * keep * scale, values)  # a NaN sample is not "dropped"
 
     def get_config(self):
         config = super().get_config()
