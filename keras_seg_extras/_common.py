@@ -5,6 +5,7 @@ name the object, the argument and the value, float32 computation whatever the in
 and the normalisation of segmentation labels (integer maps or one-hot) with ``ignore_index``.
 """
 
+import inspect
 import numbers
 
 import keras
@@ -29,6 +30,20 @@ def register(cls):
 def fail(owner, argument, value, expectation):
     """Raise the package's standard ``ValueError``: which object, which argument, what value."""
     raise ValueError(f"{owner}: `{argument}` {expectation}; received {value!r}.")
+
+
+def call_member(owner, argument, member, *args, **kwargs):
+    """Call a wrapped loss; a ``ValueError`` it raises is re-raised naming both objects.
+
+    ``CombinedLoss: member `losses[1]` (DiceLoss) failed: DiceLoss: ...``: the user sees
+    which wrapper and which of its members refused the input.
+    """
+    try:
+        return member(*args, **kwargs)
+    except ValueError as error:
+        target = getattr(member, "__self__", member)  # a bound ``Loss.call``: its loss
+        name = target.__name__ if inspect.isfunction(target) else type(target).__name__
+        raise ValueError(f"{owner}: member `{argument}` ({name}) failed: {error}") from error
 
 
 def check_choice(owner, argument, value, choices):

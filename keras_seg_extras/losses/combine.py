@@ -6,7 +6,7 @@ Paper 003 (section 4.1.6) trains most stages with binary cross-entropy plus Dice
 import keras
 from keras import ops
 
-from keras_seg_extras._common import check_number, check_vector, fail, register
+from keras_seg_extras._common import call_member, check_number, check_vector, fail, register
 from keras_seg_extras.losses.overlap import _overlap_loss, check_flag
 
 
@@ -62,11 +62,8 @@ class CombinedLoss(keras.losses.Loss):
         with keras.name_scope(self.name):
             total = 0.0
             for index, (weight, member) in enumerate(zip(self.weights, self.losses)):
-                try:
-                    value = member(y_true, y_pred, sample_weight=sample_weight)
-                except ValueError as error:  # say which member of which loss refused
-                    raise ValueError(f"{type(self).__name__}: member `losses[{index}]` "
-                                     f"({type(member).__name__}) failed: {error}") from error
+                value = call_member(type(self).__name__, f"losses[{index}]", member, y_true,
+                                    y_pred, sample_weight=sample_weight)
                 total = total + weight * ops.cast(value, "float32")
             return ops.cast(total, self.dtype)
 

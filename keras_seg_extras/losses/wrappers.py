@@ -7,15 +7,16 @@ k samples with the largest loss are left out of the reduction.
 import keras
 from keras import ops
 
-from keras_seg_extras._common import check_choice, check_number, fail, nan_if_any_nan, register
+from keras_seg_extras._common import call_member, check_choice, check_number, fail, nan_if_any_nan, register
 
 
 def _inner_per_sample(inner, y_true, y_pred):
     """Per-sample values of ``inner``: unreduced, then averaged over any non-batch axes."""
     if isinstance(inner, keras.losses.Loss):
-        values = inner.call(ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred))
+        values = call_member("DropWorst", "loss", inner.call, ops.convert_to_tensor(y_true),
+                             ops.convert_to_tensor(y_pred))
     else:
-        values = inner(y_true, y_pred)
+        values = call_member("DropWorst", "loss", inner, y_true, y_pred)
     values = ops.cast(ops.convert_to_tensor(values), "float32")
     if len(values.shape) == 0:
         fail("DropWorst", "loss", inner,

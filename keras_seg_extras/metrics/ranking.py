@@ -13,6 +13,7 @@ from keras import ops
 from keras_seg_extras._common import (
     as_float32,
     check_binary_values,
+    check_same_shape,
     check_number,
     concrete_numpy,
     fail,
@@ -29,11 +30,7 @@ def _check_pair(owner, y_true, y_pred, num_classes=None):
     if len(y_pred.shape) != 2:
         fail(owner, "y_pred", f"tensor of shape {tuple(y_pred.shape)}",
              "must have rank 2 (batch, classes)")
-    if tuple(y_true.shape) != tuple(y_pred.shape) and any(
-        a is not None and b is not None and a != b for a, b in zip(y_true.shape, y_pred.shape)
-    ) or len(y_true.shape) != 2:
-        fail(owner, "y_true", f"tensor of shape {tuple(y_true.shape)}",
-             f"must have the shape of y_pred {tuple(y_pred.shape)}")
+    check_same_shape(owner, y_true, y_pred)
     if num_classes is not None and y_pred.shape[-1] is not None and y_pred.shape[-1] != num_classes:
         fail(owner, "y_pred", f"tensor of shape {tuple(y_pred.shape)}",
              f"must have num_classes={num_classes} columns")

@@ -81,3 +81,11 @@ def test_combined_loss_errors_name_the_combined_loss_and_the_member():
     with pytest.raises(ValueError, match=r"CombinedLoss: member `losses\[1\]` \(DiceLoss\) failed: "
                                          r"DiceLoss: binary/multi-label targets must lie in"):
         loss(np.full((1, 2, 2, 1), 2.0, "float32"), np.full((1, 2, 2, 1), 0.5, "float32"))
+
+
+def test_drop_worst_errors_name_the_wrapper_and_the_wrapped_loss():
+    loss = L.DropWorst(L.SoftFocalLoss(), k=1)
+    with pytest.raises(ValueError, match=r"DropWorst: member `loss` \(SoftFocalLoss\) failed: "
+                                         r"SoftFocalLoss: `y_true` must match the shape of y_pred "
+                                         r"\(4, 3\); received 'tensor of shape \(4, 2\)'"):
+        loss(np.zeros((4, 2), "float32"), np.full((4, 3), 0.5, "float32"))
