@@ -134,8 +134,10 @@ def _losses():
                                                ignore_index=IGNORE), "multiclass_ignore"),
         "BCEDiceLoss": (lambda: L.BCEDiceLoss(), "binary"),
         "BCEDiceLoss_logits": (lambda: L.BCEDiceLoss(from_logits=True), "binary_logits"),
-        "CombinedLoss": (lambda: L.CombinedLoss([bce(), L.DiceLoss("binary", per_image=True)],
-                                                weights=[1.0, 0.5]), "binary"),
+        # Our member first: Keras's own losses do not check targets (on PyTorch its BCE
+        # raises torch's RuntimeError for a target of 2; TensorFlow and JAX compute with it).
+        "CombinedLoss": (lambda: L.CombinedLoss([L.DiceLoss("binary", per_image=True), bce()],
+                                                weights=[0.5, 1.0]), "binary"),
         "LovaszHingeLoss_per_image": (lambda: L.LovaszHingeLoss(per_image=True),
                                       "binary_logits"),
         "LovaszHingeLoss_batch": (lambda: L.LovaszHingeLoss(per_image=False), "binary_logits"),
