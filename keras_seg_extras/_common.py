@@ -5,6 +5,7 @@ name the object, the argument and the value, float32 computation whatever the in
 and the normalisation of segmentation labels (integer maps or one-hot) with ``ignore_index``.
 """
 
+import inspect
 import numbers
 
 import keras
@@ -29,6 +30,20 @@ def register(cls):
 def fail(owner, argument, value, expectation):
     """Raise the package's standard ``ValueError``: which object, which argument, what value."""
     raise ValueError(f"{owner}: `{argument}` {expectation}; received {value!r}.")
+
+
+def call_member(owner, argument, member, *args, **kwargs):
+    """Call a wrapped loss; a ``ValueError`` it raises is re-raised naming both objects.
+
+    ``CombinedLoss: member `losses[1]` (DiceLoss) failed: DiceLoss: ...``: the user sees
+    which wrapper and which of its members refused the input.
+    """
+    try:
+        return member(*args, **kwargs)
+    except ValueError as error:
+        target = getattr(member, "__self__", member)  # a bound ``Loss.call``: its loss
+        name = target.__name__ if inspect.isfunction(target) else type(target).__name__
+        raise ValueError(f"{owner}: member `{argument}` ({name}) failed: {error}") from error
 
 
 def check_choice(owner, argument, value, choices):
@@ -110,16 +125,90 @@ def concrete_numpy(x):
         return None
 
 
+def _is_tensorflow():
+    return keras.backend.backend() == "tensorflow"
+
+
+def _raise_from_compiled_step(message, bad, values):
+    """JAX: a host callback in the compiled step that raises ``ValueError`` when ``bad``.
+
+    The step then fails with a ``JaxRuntimeError`` whose text holds the message and the
+    smallest and largest offending value. Not under a ``keras.distribution`` (several
+    devices): a callback that raises on one device leaves the others waiting in their
+    all-reduce, and XLA aborts the process; there the NaN of ``faulty_to_nan`` is the signal.
+    Other backends: no-op (TensorFlow graphs assert, torch runs eagerly, XLA under
+    TensorFlow has no host callback).
+    """
+    if keras.backend.backend() != "jax" or keras.distribution.distribution() is not None:
+        return
+    import jax
+
+    def check(any_bad, low, high):
+        if any_bad:
+            raise ValueError(f"{message}; received values from {low} to {high}.")
+
+    values = ops.cast(values, "float32")
+    jax.debug.callback(check, ops.any(bad), ops.min(ops.where(bad, values, np.inf)),
+                       ops.max(ops.where(bad, values, -np.inf)))
+
+
+def _tensorflow_assert(x, bad, message):
+    """``x`` with a runtime assertion that no element is ``bad`` (TensorFlow graphs)."""
+    import tensorflow as tf
+
+    check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message])
+    with tf.control_dependencies([check]):
+        return tf.identity(x)
+
+
+def faulty_to_nan(x, bad):
+    """``x`` (float) with NaN where ``bad``: what a compiled step does with bad targets.
+
+    Where no error can be raised (XLA under TensorFlow drops assertions; JAX raises through
+    a host callback, which the step may not reach before the loss), a bad label makes the
+    loss and every metric NaN, so ``keras.callbacks.TerminateOnNaN`` stops training and the
+    logs show it; nothing trains on a silently wrong target. On clean inputs this is ``x``.
+    """
+    return ops.where(bad, np.float32(np.nan), x)
+
+
+def _label_faults(labels, num_classes, ignore_index):
+    bad = ops.logical_or(ops.less(labels, 0), ops.greater_equal(labels, num_classes))
+    if ignore_index is not None:
+        bad = ops.logical_and(bad, ops.not_equal(labels, ignore_index))
+    return bad
+
+
+def _label_message(owner, num_classes, ignore_index):
+    return (f"{owner}: integer labels must lie in [0, {num_classes})"
+            + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}"))
+
+
+def on_meta_device(x):
+    """Whether ``x`` is a torch tensor on the "meta" device (no data, shapes only).
+
+    Keras's PyTorch backend infers the output of a metric (``update_state`` then ``result``)
+    once on that device before ``evaluate``; when an op has no meta kernel it retries on the
+    CPU, but the state assigned in the failed attempt stays meta and the retry fails ("Tensor
+    on device cpu is not on the expected device meta"). A ``result()`` that needs such an op
+    (``segment_sum``) returns a placeholder of the right shape there instead.
+    """
+    device = getattr(x, "device", None)
+    return keras.backend.backend() == "torch" and getattr(device, "type", None) == "meta"
+
+
 def check_label_values(owner, labels, num_classes, ignore_index):
     """Integer labels must lie in [0, num_classes) or equal ``ignore_index``.
 
-    Checked on concrete values (eager calls, tests, the first call of a user). Inside a
-    compiled TensorFlow graph the check becomes a runtime assertion with the same message;
-    other backends cannot raise from a traced function, so there it only runs eagerly.
+    - concrete values (eager calls, PyTorch, tests): ``ValueError`` naming the values;
+    - TensorFlow graph (``tf.function``, ``jit_compile=False``): a runtime assertion with the
+      same message (``InvalidArgumentError``);
+    - JAX compiled step: a host callback raises the same message (``JaxRuntimeError``);
+    - XLA under TensorFlow: assertions are dropped; :func:`segmentation_targets` turns the
+      pixel's targets into NaN (``faulty_to_nan``), so the loss or metric is NaN.
     """
     values = concrete_numpy(labels)
-    message = (f"{owner}: integer labels must lie in [0, {num_classes})"
-               + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}"))
+    message = _label_message(owner, num_classes, ignore_index)
     if values is not None:
         bad = (values < 0) | (values >= num_classes)
         if ignore_index is not None:
@@ -128,28 +217,52 @@ def check_label_values(owner, labels, num_classes, ignore_index):
             found = np.unique(values[bad])[:10].tolist()
             raise ValueError(f"{message}; received label values {found}.")
         return labels
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        bad = tf.logical_or(labels < 0, labels >= num_classes)
-        if ignore_index is not None:
-            bad = tf.logical_and(bad, tf.not_equal(labels, ignore_index))
-        check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message])
-        with tf.control_dependencies([check]):
-            return tf.identity(labels)
+    bad = _label_faults(labels, num_classes, ignore_index)
+    if _is_tensorflow():
+        return _tensorflow_assert(labels, bad, message)
+    _raise_from_compiled_step(message, bad, labels)
     return labels
 
 
-def segmentation_targets(owner, y_true, num_classes, ignore_index=None, *, binary=False):
+def check_same_shape(owner, y_true, y_pred, axes=None, shown_shape=None):
+    """The known dimensions of ``y_true`` and ``y_pred`` must agree.
+
+    ``axes=None`` compares every axis (and the ranks); otherwise only the given axes. A
+    mismatch raises the package's ``ValueError`` naming both shapes (``shown_shape`` is the
+    ``y_true`` shape to print, when the caller reshaped it), instead of a backend's
+    broadcasting error deep inside the loss or a silent broadcast.
+    """
+    true_shape, pred_shape = tuple(y_true.shape), tuple(y_pred.shape)
+    if axes is None:
+        agree = len(true_shape) == len(pred_shape)
+        axes = range(len(pred_shape)) if agree else ()
+    else:
+        agree = True
+    agree = agree and all(true_shape[a] is None or pred_shape[a] is None
+                          or true_shape[a] == pred_shape[a] for a in axes)
+    if not agree:
+        what = "the shape" if axes is None or len(axes) == len(pred_shape) else (
+            f"dimensions {tuple(axes)} of the shape")
+        fail(owner, "y_true", f"tensor of shape {shown_shape or true_shape}",
+             f"must match {what} of y_pred {pred_shape}")
+
+
+def segmentation_targets(owner, y_true, num_classes, ignore_index=None, *, binary=False,
+                         y_pred=None):
     """Normalise segmentation labels to a float32 one-hot map and a validity mask.
 
     Accepted label forms (channels-last, B the batch and C = ``num_classes``):
 
     - integer class maps, shape (B, H, W) or (B, H, W, 1), values in [0, C) or ``ignore_index``;
-    - one-hot or soft maps, shape (B, H, W, C) with C > 1;
+    - one-hot or soft maps, shape (B, H, W, C) with C > 1, values in [0, 1];
     - with ``binary=True`` (sigmoid outputs, one map per channel): {0, 1} or soft maps with
       the same shape as the prediction (B, H, W, C), or (B, H, W) for C = 1. ``ignore_index``
       then marks ignored pixels by value, per channel.
+
+    Values outside these ranges raise (see :func:`check_label_values`); where a compiled step
+    cannot raise, the faulty pixels' targets and validity are NaN, so whatever is computed
+    from them is NaN. With ``y_pred`` given, the shapes must agree (batch and spatial axes for
+    integer maps, every axis otherwise), else a ``ValueError`` names both shapes.
 
     Returns:
         ``(targets, valid)``: ``targets`` float32 (B, H, W, C); ``valid`` float32 (B, H, W, 1)
@@ -157,22 +270,28 @@ def segmentation_targets(owner, y_true, num_classes, ignore_index=None, *, binar
         Ignored pixels have all-zero targets.
     """
     y_true = ops.convert_to_tensor(y_true)
+    shown_shape = tuple(y_true.shape)
     rank = static_rank(owner, "y_true", y_true, (3, 4))
     if rank == 3:
         y_true = ops.expand_dims(y_true, -1)
     channels = y_true.shape[-1]
+    integer_maps = channels == 1 and not binary
+    if not integer_maps and channels is not None and channels != num_classes:
+        fail(owner, "y_true", f"tensor of shape {shown_shape}",
+             f"must have {num_classes} channel(s) like the prediction" if binary else
+             f"must be integer labels (B, H, W[, 1]) or one-hot with {num_classes} channels")
+    if y_pred is not None:
+        check_same_shape(owner, y_true, y_pred, (0, 1, 2) if integer_maps else None,
+                         shown_shape=shown_shape)
 
     if binary:
-        if channels is not None and channels != num_classes:
-            fail(owner, "y_true", f"tensor of shape {tuple(y_true.shape)}",
-                 f"must have {num_classes} channel(s) like the prediction")
-        targets = as_float32(y_true)
+        targets = check_binary_values(owner, as_float32(y_true), ignore_index)
         if ignore_index is None:
             return targets, ops.ones_like(targets)
         valid = ops.cast(ops.not_equal(targets, float(ignore_index)), "float32")
         return targets * valid, valid
 
-    if channels == 1:
+    if integer_maps:
         labels = ops.cast(y_true[..., 0], "int32")
         labels = check_label_values(owner, labels, num_classes, ignore_index)
         if ignore_index is None:
@@ -180,15 +299,14 @@ def segmentation_targets(owner, y_true, num_classes, ignore_index=None, *, binar
         else:
             valid = ops.cast(ops.not_equal(labels, ignore_index), "float32")
         safe = ops.where(valid > 0, labels, ops.zeros_like(labels))
+        valid = faulty_to_nan(valid, _label_faults(labels, num_classes, ignore_index))
         targets = ops.one_hot(safe, num_classes, dtype="float32") * valid[..., None]
         return targets, valid[..., None]
 
-    if channels is not None and channels != num_classes:
-        fail(owner, "y_true", f"tensor of shape {tuple(y_true.shape)}",
-             f"must be integer labels (B, H, W[, 1]) or one-hot with {num_classes} channels")
-    targets = as_float32(y_true)
+    targets = check_binary_values(owner, as_float32(y_true), kind="one-hot/soft targets")
     # A one-hot pixel whose row sums to zero carries no label: treat it as ignored.
-    valid = ops.cast(ops.sum(targets, axis=-1, keepdims=True) > 0, "float32")
+    row = ops.sum(targets, axis=-1, keepdims=True)
+    valid = faulty_to_nan(ops.cast(row > 0, "float32"), ops.isnan(row))
     return targets, valid
 
 
@@ -201,13 +319,15 @@ def num_channels(owner, y_pred):
     return int(channels)
 
 
-def check_binary_values(owner, targets, ignore_index=None):
-    """Sigmoid-mode targets must lie in [0, 1] (hard or soft) or equal ``ignore_index``.
+def check_binary_values(owner, targets, ignore_index=None, kind="binary/multi-label targets"):
+    """Targets of sigmoid outputs (and one-hot maps) must lie in [0, 1] or equal ``ignore_index``.
 
-    Same behaviour as :func:`check_label_values`: a ``ValueError`` naming the values on
-    concrete inputs, a runtime assertion with the same message inside a TensorFlow graph.
+    Same paths as :func:`check_label_values`: a ``ValueError`` naming the values on concrete
+    inputs, a runtime assertion with the same message inside a TensorFlow graph, a host
+    callback that raises inside a JAX step; under XLA the faulty values become NaN. A NaN
+    target is faulty too.
     """
-    message = (f"{owner}: binary/multi-label targets must lie in [0, 1]"
+    message = (f"{owner}: {kind} must lie in [0, 1]"
                + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}"))
     values = concrete_numpy(targets)
     if values is not None:
@@ -217,17 +337,35 @@ def check_binary_values(owner, targets, ignore_index=None):
         if np.any(bad):
             raise ValueError(f"{message}; received target values {np.unique(values[bad])[:10].tolist()}.")
         return targets
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+    targets = as_float32(targets)
+    bad = ops.logical_not(ops.logical_and(targets >= 0, targets <= 1))
+    if ignore_index is not None:
+        bad = ops.logical_and(bad, ops.not_equal(targets, float(ignore_index)))
+    if _is_tensorflow():
+        targets = _tensorflow_assert(targets, bad, message)
+    else:
+        _raise_from_compiled_step(message, bad, targets)
+    return faulty_to_nan(targets, bad)
 
-        targets = tf.cast(targets, "float32")
-        bad = tf.logical_not(tf.logical_and(targets >= 0, targets <= 1))
-        if ignore_index is not None:
-            bad = tf.logical_and(bad, tf.not_equal(targets, float(ignore_index)))
-        check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message])
-        with tf.control_dependencies([check]):
-            return tf.identity(targets)
-    return targets
+
+def any_nan(*tensors):
+    """A scalar bool: whether any element of the tensors is NaN."""
+    flags = [ops.any(ops.isnan(as_float32(t))) for t in tensors]
+    result = flags[0]
+    for flag in flags[1:]:
+        result = ops.logical_or(result, flag)
+    return result
+
+
+def nan_if_any_nan(value, *tensors):
+    """``value``, or NaN (same shape) when any input holds a NaN.
+
+    Predictions that went NaN (a diverged model, a float16 overflow) must never turn into a
+    loss of 0 or a perfect score: comparisons (``p > 0.5``, ``argmax``) silently map NaN to a
+    class, and masks of the form ``sum > 0`` skip it. Applied at the end of each such
+    computation, this keeps the NaN for ``TerminateOnNaN`` and the logs.
+    """
+    return faulty_to_nan(value, ops.broadcast_to(any_nan(*tensors), ops.shape(value)))
 
 
 def per_sample_weight(sample_weight, value_rank):

@@ -11,7 +11,7 @@ otherwise an auxiliary index drawn uniformly at random; target-class samples are
 import keras
 from keras import ops
 
-from keras_seg_extras._common import check_number, fail, per_sample_weight, register
+from keras_seg_extras._common import check_number, check_same_shape, fail, per_sample_weight, register
 
 
 def _index_list(owner, argument, value, start=0):
@@ -105,6 +105,7 @@ def _relabel(owner, y_true, y_pred, targets, auxiliary, seed):
         fail(owner, "y_true", f"tensor of shape {tuple(y_true.shape)}",
              f"must have rank {len(y_pred.shape) - 1} or {len(y_pred.shape)} to match "
              f"y_pred of shape {tuple(y_pred.shape)}")
+    check_same_shape(owner, y_true, y_pred, axes=tuple(range(len(y_true.shape))))
     labels = ops.cast(y_true, "int32")
     predicted = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
     target_set = ops.convert_to_tensor(targets, dtype="int32")

@@ -6,7 +6,7 @@ Paper 003 (section 4.1.6) trains most stages with binary cross-entropy plus Dice
 import keras
 from keras import ops
 
-from keras_seg_extras._common import check_number, check_vector, fail, register
+from keras_seg_extras._common import call_member, check_number, check_vector, fail, register
 from keras_seg_extras.losses.overlap import _overlap_loss, _pixel_weights, check_flag
 from keras_seg_extras.losses.tilted import _scale_for_distribution
 
@@ -62,9 +62,10 @@ class CombinedLoss(keras.losses.Loss):
     def __call__(self, y_true, y_pred, sample_weight=None):
         with keras.name_scope(self.name):
             total = 0.0
-            for weight, member in zip(self.weights, self.losses):
-                value = ops.cast(member(y_true, y_pred, sample_weight=sample_weight), "float32")
-                total = total + weight * value
+            for index, (weight, member) in enumerate(zip(self.weights, self.losses)):
+                value = call_member(type(self).__name__, f"losses[{index}]", member, y_true,
+                                    y_pred, sample_weight=sample_weight)
+                total = total + weight * ops.cast(value, "float32")
             return ops.cast(total, self.dtype)
 
     def call(self, y_true, y_pred):

@@ -33,6 +33,7 @@ from keras import ops
 from keras_seg_extras._common import (
     as_float32,
     check_binary_values,
+    check_same_shape,
     check_number,
     check_vector,
     fail,
@@ -55,11 +56,7 @@ def _check_targets(owner, y_true, y_pred):
     if len(y_pred.shape) < 2:
         fail(owner, "y_pred", f"tensor of shape {tuple(y_pred.shape)}",
              "must have rank >= 2 (batch, ..., classes)")
-    if len(y_true.shape) != len(y_pred.shape) or any(
-        a is not None and b is not None and a != b for a, b in zip(y_true.shape, y_pred.shape)
-    ):
-        fail(owner, "y_true", f"tensor of shape {tuple(y_true.shape)}",
-             f"must have the shape of y_pred {tuple(y_pred.shape)}")
+    check_same_shape(owner, y_true, y_pred)
     return check_binary_values(owner, y_true)
 
 

@@ -29,12 +29,12 @@ from keras import ops
 
 from keras_seg_extras._common import (
     as_float32,
-    check_binary_values,
     check_choice,
     check_number,
     check_optional_int,
     concrete_numpy,
     fail,
+    nan_if_any_nan,
     num_channels,
     register,
     segmentation_targets,
@@ -71,12 +71,12 @@ def _probabilities_and_targets(owner, y_true, y_pred, mode, from_logits, ignore_
     scores, channels = _prediction(owner, y_pred, mode)
     if mode == "multiclass":
         probabilities = ops.softmax(scores, axis=-1) if from_logits else scores
-        targets, valid = segmentation_targets(owner, y_true, channels, ignore_index)
+        targets, valid = segmentation_targets(owner, y_true, channels, ignore_index,
+                                              y_pred=scores)
     else:
         probabilities = ops.sigmoid(scores) if from_logits else scores
-        y_true = check_binary_values(owner, ops.convert_to_tensor(y_true), ignore_index)
         targets, valid = segmentation_targets(owner, y_true, channels, ignore_index,
-                                              binary=True)
+                                              binary=True, y_pred=scores)
     return probabilities * valid, targets, valid
 
 
@@ -122,7 +122,7 @@ def _overlap_loss(owner, kind, y_true, y_pred, mode, from_logits, smooth, per_im
     intersection = ops.sum(weighted * targets, axis=axes)
     cardinality = ops.sum(weighted, axis=axes) + ops.sum(
         targets if weights is None else targets * weights, axis=axes)
-    occupied = cardinality > 0
+    occupied = ops.not_equal(cardinality, 0.0)  # NaN predictions stay NaN
     if kind == "dice":
         numerator, denominator = 2.0 * intersection + smooth, cardinality + smooth
     else:
@@ -239,8 +239,8 @@ def _binary_inputs(owner, y_true, y_pred, per_image, ignore_index):
     check_flag(owner, "per_image", per_image)
     ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
     logits, _ = _prediction(owner, y_pred, "binary")
-    y_true = check_binary_values(owner, ops.convert_to_tensor(y_true), ignore_index)
-    targets, valid = segmentation_targets(owner, y_true, 1, ignore_index, binary=True)
+    targets, valid = segmentation_targets(owner, y_true, 1, ignore_index, binary=True,
+                                          y_pred=logits)
     return logits[..., 0], targets[..., 0], valid[..., 0]
 
 
@@ -261,7 +261,7 @@ def _lovasz_binary(owner, symmetric, y_true, y_pred, per_image, ignore_index,
     loss = _hinge(logits, targets, valid, per_image, weights)
     if symmetric:
         loss = 0.5 * (loss + _hinge(-logits, (1.0 - targets) * valid, valid, per_image, weights))
-    return loss
+    return nan_if_any_nan(loss, logits, targets)  # sorting may move a NaN out of the sum
 
 
 def lovasz_hinge(y_true, y_pred, per_image=True, ignore_index=None, sample_weight=None):
@@ -358,6 +358,7 @@ def _lovasz_softmax(owner, y_true, y_pred, classes, per_image, ignore_index, fro
                                       dtype="float32"), axis=0)[None, :] * ops.ones_like(losses)
     count = ops.sum(weights, axis=-1)
     mean = ops.sum(losses * weights, axis=-1) / ops.maximum(count, 1.0)
+    mean = nan_if_any_nan(mean, probabilities, targets)  # sorting may move a NaN out of the sum
     return mean if per_image else mean[0]
 
 

@@ -23,6 +23,7 @@ from keras_seg_extras._common import (
     check_number,
     check_optional_int,
     fail,
+    nan_if_any_nan,
     num_channels,
     register,
     segmentation_targets,
@@ -68,7 +69,8 @@ def _pixel_cross_entropy(owner, y_true, y_pred, from_logits, ignore_index):
     if classes < 2:
         fail(owner, "y_pred", f"tensor of shape {tuple(y_pred.shape)}",
              "must have at least 2 class channels (softmax outputs)")
-    targets, valid = segmentation_targets(owner, y_true, classes, ignore_index)
+    targets, valid = segmentation_targets(owner, y_true, classes, ignore_index,
+                                          y_pred=y_pred)
     if from_logits:
         log_probs = ops.log_softmax(y_pred, axis=-1)
     else:
@@ -143,6 +145,12 @@ def tilted_cross_entropy(y_true, y_pred, t=1.0, level="image", from_logits=True,
 def _tilted(owner, y_true, y_pred, t, level, from_logits, ignore_index, sample_weight):
     per_class, targets, valid = _pixel_cross_entropy(owner, y_true, y_pred, from_logits,
                                                      ignore_index)
+    value = _tilted_value(per_class, targets, valid, t, level, sample_weight)
+    # The tilted mean's max/min reference and clipping can drop a NaN under XLA: keep it.
+    return nan_if_any_nan(value, per_class, valid)
+
+
+def _tilted_value(per_class, targets, valid, t, level, sample_weight):
     batch = ops.shape(valid)[0]
     if sample_weight is None:
         image_weight = ops.ones((batch,), dtype="float32")

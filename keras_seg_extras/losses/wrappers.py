@@ -7,15 +7,16 @@ k samples with the largest loss are left out of the reduction.
 import keras
 from keras import ops
 
-from keras_seg_extras._common import check_choice, check_number, fail, register
+from keras_seg_extras._common import call_member, check_choice, check_number, fail, nan_if_any_nan, register
 
 
 def _inner_per_sample(inner, y_true, y_pred):
     """Per-sample values of ``inner``: unreduced, then averaged over any non-batch axes."""
     if isinstance(inner, keras.losses.Loss):
-        values = inner.call(ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred))
+        values = call_member("DropWorst", "loss", inner.call, ops.convert_to_tensor(y_true),
+                             ops.convert_to_tensor(y_pred))
     else:
-        values = inner(y_true, y_pred)
+        values = call_member("DropWorst", "loss", inner, y_true, y_pred)
     values = ops.cast(ops.convert_to_tensor(values), "float32")
     if len(values.shape) == 0:
         fail("DropWorst", "loss", inner,
@@ -98,7 +99,7 @@ class DropWorst(keras.losses.Loss):
         ranks = ops.argsort(order)
         keep = ops.cast(ops.greater_equal(ranks, self.k), "float32")
         scale = ops.cast(n, "float32") / ops.cast(ops.maximum(kept, 1), "float32")
-        return values * keep * scale
+        return nan_if_any_nan(values * keep * scale, values)  # a NaN sample is not "dropped"
 
     def get_config(self):
         config = super().get_config()

@@ -13,6 +13,7 @@ from keras_seg_extras._common import (
     check_number,
     check_optional_int,
     fail,
+    nan_if_any_nan,
     num_channels,
     register,
     segmentation_targets,
@@ -101,7 +102,7 @@ class ConfusionMatrixIoU(keras.metrics.Metric):
         y_pred = ops.convert_to_tensor(y_pred)
         predicted = self._predicted_classes(y_pred)
         targets, valid = segmentation_targets(owner, y_true, self.num_classes,
-                                              self.ignore_index)
+                                              self.ignore_index, y_pred=y_pred)
         truth = ops.cast(ops.argmax(targets, axis=-1), "int32")
         weights = valid[..., 0]
         known = [d for d in (truth.shape[1:], predicted.shape[1:]) if None not in d]
@@ -118,13 +119,18 @@ class ConfusionMatrixIoU(keras.metrics.Metric):
         c = self.num_classes
         index = ops.reshape(truth * c + predicted, (-1,))
         weights = ops.reshape(weights, (-1,))
+        # A segment sum over a fixed number (c * c + 1) of bins has a static shape, which XLA
+        # and JAX need (bincount's output size depends on the data).
         if sample_weight is None:
             # Integer counts are exact: ignored pixels go to an extra bin that is dropped.
-            index = ops.where(weights > 0, index, ops.full_like(index, c * c))
-            counts = ops.bincount(index, minlength=c * c + 1)[: c * c]
+            index = ops.where(weights > 0, index, c * c)
+            counts = ops.segment_sum(ops.ones_like(index), index, num_segments=c * c + 1)
         else:
-            counts = ops.bincount(index, weights=weights, minlength=c * c)[: c * c]
-        counts = ops.reshape(ops.cast(counts, "float64"), (c, c))
+            counts = ops.segment_sum(weights, index, num_segments=c * c + 1)
+        counts = ops.reshape(ops.cast(counts[: c * c], "float64"), (c, c))
+        # NaN scores (argmax picks a class for them) or faulty labels (NaN validity, see
+        # segmentation_targets) make the whole matrix NaN, never a silent count.
+        counts = nan_if_any_nan(counts, y_pred, weights)
         self.total_confusion_matrix.assign_add(counts)
 
     def confusion_matrix(self):
@@ -140,7 +146,7 @@ class ConfusionMatrixIoU(keras.metrics.Metric):
     def class_iou(self):
         """Per-class IoU (num_classes,), float64; NaN for classes never seen in truth or prediction."""
         true_positive, union = self._iou_parts()
-        seen = union > 0
+        seen = ops.not_equal(union, 0.0)  # a NaN matrix gives NaN, never "unseen"
         safe = ops.where(seen, union, ops.ones_like(union))
         nan = ops.full_like(union, float("nan"))
         return ops.where(seen, true_positive / safe, nan)
@@ -152,7 +158,7 @@ class ConfusionMatrixIoU(keras.metrics.Metric):
         iou = ops.where(seen, iou, ops.zeros_like(iou))
         count = ops.sum(ops.cast(seen, "float64"))
         mean = ops.sum(iou) / ops.maximum(count, 1.0)
-        return ops.cast(mean, self.dtype)
+        return ops.cast(nan_if_any_nan(mean, union), self.dtype)
 
     def get_config(self):
         config = super().get_config()

@@ -24,7 +24,7 @@ import math
 import numpy as np
 from keras import ops
 
-from keras_seg_extras._common import check_choice, fail, register
+from keras_seg_extras._common import check_choice, fail, nan_if_any_nan, register
 from keras_seg_extras.metrics.confusion import ConfusionMatrixIoU
 
 _STATISTICS = ("worst", "std", "sorted_bottom_25", "sorted_top_25",
@@ -196,7 +196,7 @@ class FairnessIoU(ConfusionMatrixIoU):
         n = ops.sum(ops.cast(seen, "float64"))
         safe_n = ops.maximum(n, 1.0)
         c = self.num_classes
-        big = ops.full_like(iou, 1e30)
+        big = ops.zeros_like(iou) + 1e30  # (no full_like: it fails on torch's meta device)
         stat = self.statistic
         if stat == "worst":
             value = ops.min(ops.where(seen, iou, big))
@@ -235,7 +235,7 @@ class FairnessIoU(ConfusionMatrixIoU):
                 value = (ops.sum(ops.where(chosen, ordered, 0.0))
                          / ops.maximum(ops.sum(ops.cast(chosen, "float64")), 1.0))
         value = ops.where(n > 0, value, ops.zeros_like(value))
-        return ops.cast(value, self.dtype)
+        return ops.cast(nan_if_any_nan(value, union), self.dtype)
 
     def get_config(self):
         config = super().get_config()

@@ -14,10 +14,10 @@ from keras import ops
 
 from keras_seg_extras._common import (
     as_float32,
-    check_binary_values,
     check_number,
     check_optional_int,
     fail,
+    nan_if_any_nan,
     num_channels,
     register,
     segmentation_targets,
@@ -63,8 +63,8 @@ class _BinaryOverlapMetric(keras.metrics.Metric):
         if num_channels(owner, y_pred) != 1:
             fail(owner, "y_pred", f"tensor of shape {tuple(y_pred.shape)}",
                  "must have 1 channel (binary masks)")
-        y_true = check_binary_values(owner, ops.convert_to_tensor(y_true), self.ignore_index)
-        targets, valid = segmentation_targets(owner, y_true, 1, self.ignore_index, binary=True)
+        targets, valid = segmentation_targets(owner, y_true, 1, self.ignore_index, binary=True,
+                                              y_pred=y_pred)
         scores = as_float32(y_pred)
         if self.from_logits:
             scores = ops.sigmoid(scores)
@@ -74,6 +74,9 @@ class _BinaryOverlapMetric(keras.metrics.Metric):
         tp = ops.cast(ops.sum(predicted * truth, axis=axes), "float64")
         fp = ops.cast(ops.sum(predicted * (1.0 - truth), axis=axes), "float64")
         fn = ops.cast(ops.sum((1.0 - predicted) * truth, axis=axes), "float64")
+        # Thresholding maps a NaN score to background: keep it NaN instead (and faulty
+        # targets, NaN where a compiled step cannot raise).
+        tp = nan_if_any_nan(tp, scores, targets)
         # An image without a single valid pixel carries no information: weight 0.
         weights = ops.cast(ops.sum(valid, axis=axes) > 0, "float64")
         if sample_weight is not None:

@@ -12,9 +12,14 @@ from keras import ops
 
 from keras_seg_extras._common import (
     as_float32,
+    check_binary_values,
+    check_same_shape,
     check_number,
     concrete_numpy,
     fail,
+    faulty_to_nan,
+    nan_if_any_nan,
+    on_meta_device,
     register,
 )
 
@@ -25,15 +30,11 @@ def _check_pair(owner, y_true, y_pred, num_classes=None):
     if len(y_pred.shape) != 2:
         fail(owner, "y_pred", f"tensor of shape {tuple(y_pred.shape)}",
              "must have rank 2 (batch, classes)")
-    if tuple(y_true.shape) != tuple(y_pred.shape) and any(
-        a is not None and b is not None and a != b for a, b in zip(y_true.shape, y_pred.shape)
-    ) or len(y_true.shape) != 2:
-        fail(owner, "y_true", f"tensor of shape {tuple(y_true.shape)}",
-             f"must have the shape of y_pred {tuple(y_pred.shape)}")
+    check_same_shape(owner, y_true, y_pred)
     if num_classes is not None and y_pred.shape[-1] is not None and y_pred.shape[-1] != num_classes:
         fail(owner, "y_pred", f"tensor of shape {tuple(y_pred.shape)}",
              f"must have num_classes={num_classes} columns")
-    return as_float32(y_true), as_float32(y_pred)
+    return check_binary_values(owner, as_float32(y_true)), as_float32(y_pred)
 
 
 def _sample_weights(owner, sample_weight, batch_like):
@@ -114,6 +115,7 @@ class LabelRankingAveragePrecision(keras.metrics.Metric):
         relevant = ops.cast(ops.greater_equal(y_true, self.threshold), "float32")
         weights = _sample_weights(owner, sample_weight, y_pred)
         per_sample = label_ranking_average_precision_per_sample(relevant, y_pred)
+        per_sample = nan_if_any_nan(per_sample, y_true, y_pred)  # comparisons drop NaN
         self.total.assign_add(ops.sum(per_sample * weights))
         self.weight.assign_add(ops.sum(weights))
 
@@ -244,6 +246,7 @@ class MeanAveragePrecision(keras.metrics.Metric):
         owner = type(self).__name__
         y_true, y_pred = _check_pair(owner, y_true, y_pred, self.num_classes)
         relevant = ops.cast(ops.greater_equal(y_true, self.threshold), "float32")
+        relevant = faulty_to_nan(relevant, ops.isnan(y_true))  # kept NaN for result()
         weights = _sample_weights(owner, sample_weight, y_pred)
         relevant, y_pred, weights = _gather_replicas(relevant, y_pred, weights)
         batch = ops.shape(y_pred)[0]
@@ -265,17 +268,24 @@ class MeanAveragePrecision(keras.metrics.Metric):
     def _per_class(self):
         stored = ops.minimum(self.seen.value, self.capacity)
         valid = ops.arange(self.capacity, dtype="int32") < stored
-        scores = ops.where(valid[:, None], self.scores.value[: self.capacity],
-                           ops.full_like(self.scores.value[: self.capacity], -np.inf))
+        # No ops.full_like here: torch's backend fills with ``.item()``, which fails on the
+        # "meta" device where Keras infers shapes (issue 13); a scalar operand does not.
+        scores = ops.where(valid[:, None], self.scores.value[: self.capacity], -np.inf)
         weights = ops.where(valid, self.weights_buffer.value[: self.capacity],
                             ops.zeros_like(self.weights_buffer.value[: self.capacity]))
         relevant = self.targets.value[: self.capacity] * ops.cast(valid, "float32")[:, None]
         return average_precision_per_class(relevant, scores, weights)
 
     def result(self):
+        if on_meta_device(self.scores.value):  # torch's shape inference: see on_meta_device
+            return ops.zeros((), "float32")
         ap, positives = self._per_class()
         has_positive = ops.cast(positives > 0, "float32")
         mean = ops.divide_no_nan(ops.sum(ap * has_positive), ops.sum(has_positive))
+        stored = ops.arange(self.capacity + 1, dtype="int32") < ops.minimum(self.seen.value,
+                                                                            self.capacity)
+        kept = ops.where(stored[:, None], self.scores.value + self.targets.value, 0.0)
+        mean = nan_if_any_nan(mean, kept)  # a NaN score or target never scores as ranked
         overflow = self.seen.value > self.capacity
         return ops.where(overflow, ops.convert_to_tensor(np.nan, "float32"), mean)
 
