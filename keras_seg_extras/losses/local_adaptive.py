@@ -356,14 +356,17 @@ def _same_label_masks(labels, kernel_size, stride):
 def _same_label_sum(y, masks, kernel_size, stride):
     """sum over offsets o of w(o) * y[centre + o] where masks[o] holds: (B, Hc, Wc, C).
 
-    ``where`` rather than a multiply by the mask: on JAX's CPU compiler a chain of k*k
-    multiply-adds is split into one buffer per term (measured 3-4x slower than selects)."""
+    Written as a chain of selects, total = where(mask, total + w * y_o, total): JAX's CPU
+    compiler (jaxlib 0.10) splits a sum of k*k masked terms into one buffer per term, and
+    took 3.3x longer for it (1640 vs 492 ms at (4, 256, 256, 21), k = 5); XLA under
+    TensorFlow fuses either form."""
     r = kernel_size // 2
     padded = ops.pad(y, ((0, 0), (r, r), (r, r), (0, 0)))
     total = None
     for (du, dv, weight), same in zip(_window_offsets(kernel_size), masks):
-        term = ops.where(same, _shifted(padded, du, dv, r, stride) * weight, 0.0)
-        total = term if total is None else total + term
+        term = _shifted(padded, du, dv, r, stride) * weight
+        total = (ops.where(same, term, 0.0) if total is None
+                 else ops.where(same, total + term, total))
     return total
 
 
@@ -379,23 +382,24 @@ def _spread_to_pixels(h, stride, height, width):
     return h[:, :height, :width]
 
 
-def _static(labels, x, kernel_size, stride, normalize_by):
-    """Per-centre cross-entropy (B, Hc * Wc) and centre labels with shapes fixed by the input
-    shape (XLA, JAX, PyTorch): eq. 2 as a sum over the k*k window offsets."""
+def _same_label_pooling(labels, x, kernel_size, stride, normalize_by):
+    """f of eq. 2 at every centre, (B, Hc, Wc, C), with static shapes and its backward written
+    out: the map x -> sum_q mu(p, q) w(q - p) x_q is symmetric (mu(p, q) = mu(q, p), w(o) =
+    w(-o)), so dL/dx_q = sum_o mu(q, q + o) w(o) h_{q + o}, h = (dL/df) / xi spread from the
+    centres to the pixels: the same pooling again (autodiff of the shifted slices is 2-3x
+    slower under XLA)."""
     masks = _same_label_masks(labels, kernel_size, stride)
-    offsets = _window_offsets(kernel_size)
     if normalize_by == "count":
         xi = sum(ops.cast(same, "float32") for same in masks)
     else:
-        xi = sum(ops.cast(same, "float32") * w for (_, _, w), same in zip(offsets, masks))
+        xi = sum(ops.cast(same, "float32") * w
+                 for (_, _, w), same in zip(_window_offsets(kernel_size), masks))
     inverse_xi = 1.0 / ops.maximum(xi, 1.0)  # xi = 0 only at ignored centres (masked later)
     shape = ops.shape(x)
     height, width = shape[1], shape[2]
 
     @ops.custom_gradient
     def pooled(x):
-        # The map x -> sum_q mu(p, q) w(q - p) x_q is symmetric, so its transpose is itself:
-        # dL/dx_q = sum_o mu(q, q + o) w(o) h_{q + o} with h = dL/df / xi spread to pixels.
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
@@ -405,11 +409,17 @@ def _static(labels, x, kernel_size, stride, normalize_by):
 
         return _same_label_sum(x, masks, kernel_size, stride) * inverse_xi, grad
 
-    f = pooled(x)
+    return pooled(x)
+
+
+def _static(labels, x, kernel_size, stride, normalize_by):
+    """Per-centre cross-entropy (B, Hc * Wc) and centre labels with shapes fixed by the input
+    shape (XLA, JAX, PyTorch): eq. 2 as a sum over the k*k window offsets."""
+    f = _same_label_pooling(labels, x, kernel_size, stride, normalize_by)
     centre_labels = labels[:, ::stride, ::stride]
     loss = ops.sparse_categorical_crossentropy(ops.maximum(centre_labels, 0), f,
                                                from_logits=True)
-    batch = shape[0]
+    batch = ops.shape(x)[0]
     return ops.reshape(loss, (batch, -1)), ops.reshape(centre_labels, (batch, -1))
 
 
