@@ -357,11 +357,11 @@ def _same_label_sum(y, masks, kernel_size, stride):
     """sum over offsets o of w(o) * y[centre + o] where masks[o] holds: (B, Hc, Wc, C).
 
     The compilers want different spellings of the same sum (one A/B each, (4, 256, 256, 21),
-    k = 5, forward + backward of the whole loss): XLA under TensorFlow fuses a plain sum of
-    y_o * (w(o) * mask_o) best (4.0x cross-entropy, against 6.9x for a sum of selects and
-    8.6-10.6x for a chain of selects); JAX's CPU compiler (jaxlib 0.10) splits that sum into
-    one buffer per term (23x) and does best with the chain of selects total = where(mask_o,
-    total + w(o) * y_o, total) (7.1x)."""
+    k = 5, forward + backward of the whole loss, against cross-entropy): XLA under TensorFlow
+    does best with a plain sum of y_o * (w(o) * mask_o) (6.1x, against 6.9x for a sum of
+    selects and 8.6x for a chain of selects); JAX's CPU compiler (jaxlib 0.10) splits that
+    sum into one buffer per term (23x) and does best with the chain of selects total =
+    where(mask_o, total + w(o) * y_o, total) (7.1x). See docs/benchmarks.md."""
     r = kernel_size // 2
     padded = ops.pad(y, ((0, 0), (r, r), (r, r), (0, 0)))
     plain_sum = keras.backend.backend() == "tensorflow"
