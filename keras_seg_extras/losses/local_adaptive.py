@@ -344,12 +344,12 @@ def _window_offsets(kernel_size):
 
 
 def _same_label_masks(labels, kernel_size, stride):
-    """For every window offset o, (B, Hc, Wc, 1) booleans: the pixel at centre + o carries the
+    """For every window offset o, (B, Hc, Wc) booleans: the pixel at centre + o carries the
     centre's label (False outside the image and at ignored neighbours of valid centres)."""
     r = kernel_size // 2
     padded = _pad_labels(labels, r)
-    centres = labels[:, ::stride, ::stride]
-    return [ops.equal(_shifted(padded, du, dv, r, stride), centres)[..., None]
+    centres = labels if stride == 1 else labels[:, ::stride, ::stride]
+    return [ops.equal(_shifted(padded, du, dv, r, stride), centres)
             for du, dv, _ in _window_offsets(kernel_size)]
 
 
@@ -358,10 +358,11 @@ def _same_label_sum(y, masks, kernel_size, stride):
 
     The compilers want different spellings of the same sum (one A/B each, (4, 256, 256, 21),
     k = 5, forward + backward of the whole loss, against cross-entropy): XLA under TensorFlow
-    does best with a plain sum of y_o * (w(o) * mask_o) (6.1x, against 6.9x for a sum of
-    selects and 8.6x for a chain of selects); JAX's CPU compiler (jaxlib 0.10) splits that
-    sum into one buffer per term (23x) and does best with the chain of selects total =
-    where(mask_o, total + w(o) * y_o, total) (7.1x). See docs/benchmarks.md."""
+    does best with (B, Hc, Wc) weight maps w(o) * mask_o broadcast over the classes times y_o,
+    summed, divided by xi (3.0-3.7x; with (B, Hc, Wc, 1) masks, times 1/xi: 7.0-7.5x); JAX's
+    CPU compiler (jaxlib 0.10) splits that sum into one buffer per term (23x) and does best
+    with the chain total = where(mask_o, total + w(o) * y_o, total) (4.8-7.1x). See
+    docs/benchmarks.md."""
     r = kernel_size // 2
     padded = ops.pad(y, ((0, 0), (r, r), (r, r), (0, 0)))
     plain_sum = keras.backend.backend() == "tensorflow"
@@ -369,10 +370,11 @@ def _same_label_sum(y, masks, kernel_size, stride):
     for (du, dv, weight), same in zip(_window_offsets(kernel_size), masks):
         shifted = _shifted(padded, du, dv, r, stride)
         if plain_sum:
-            term = shifted * (ops.cast(same, "float32") * weight)
+            term = (ops.cast(same, "float32") * weight)[..., None] * shifted
             total = term if total is None else total + term
         else:
             term = shifted * weight
+            same = same[..., None]
             total = (ops.where(same, term, 0.0) if total is None
                      else ops.where(same, total + term, total))
     return total
@@ -402,7 +404,7 @@ def _same_label_pooling(labels, x, kernel_size, stride, normalize_by):
     else:
         xi = sum(ops.cast(same, "float32") * w
                  for (_, _, w), same in zip(_window_offsets(kernel_size), masks))
-    inverse_xi = 1.0 / ops.maximum(xi, 1.0)  # xi = 0 only at ignored centres (masked later)
+    xi = ops.maximum(xi, 1.0)[..., None]  # xi = 0 only at ignored centres (masked later)
     shape = ops.shape(x)
     height, width = shape[1], shape[2]
 
@@ -411,11 +413,11 @@ def _same_label_pooling(labels, x, kernel_size, stride, normalize_by):
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
-            h = _spread_to_pixels(upstream * inverse_xi, stride, height, width)
+            h = _spread_to_pixels(upstream / xi, stride, height, width)
             pixel_masks = masks if stride == 1 else _same_label_masks(labels, kernel_size, 1)
             return _same_label_sum(h, pixel_masks, kernel_size, 1)
 
-        return _same_label_sum(x, masks, kernel_size, stride) * inverse_xi, grad
+        return _same_label_sum(x, masks, kernel_size, stride) / xi, grad
 
     return pooled(x)
 
