@@ -15,11 +15,13 @@ d = max(|u|, |v|) the chessboard distance (2 at the centre, 1 at d = 1, 0.5 at d
 xi_p = sum_q mu(p, q) (``normalize_by="count"``, the paper's text) or sum_q mu(p, q) w(q - p)
 (``"weight"``, a true weighted mean).
 
-Two implementations with the same values and gradients:
+Three implementations with the same values and gradients, chosen by ``implementation``
+("auto", the default, picks "fast" where shapes may depend on the data and "static" where a
+compiler needs them fixed):
 
 - ``"patches"``: the plain reading with ``tf.image.extract_patches`` (TensorFlow only). It holds
   a (B, H/s, W/s, k*k*C) tensor: k*k times the memory of the logits, twice over with its gradient.
-- ``"fast"`` (default, ``keras.ops``; one TensorFlow-only speed-up with a keras.ops fallback):
+- ``"fast"`` (``keras.ops``; one TensorFlow-only speed-up with a keras.ops fallback):
   never builds the patch tensor. Where every valid neighbour of a centre shares its label (the
   interior of regions), sum_q mu w x_q is one fixed depthwise convolution of the masked x. Only
   centres next to a label boundary need label-dependent work, and for those only a list of
@@ -28,7 +30,14 @@ Two implementations with the same values and gradients:
   neighbours (subtracted from the convolution). The pairs number at most k*k/2 per boundary
   centre and about 1-3 per centre on real label maps and on random labels; their weighted sum
   is a sparse matrix times x. Every centre then shares f = alpha * conv + beta and one
-  cross-entropy.
+  cross-entropy. Its shapes depend on the labels (``ops.nonzero``): eager and ``tf.function``
+  only.
+- ``"static"`` (``keras.ops``; XLA, JAX, PyTorch): every shape is fixed by the input shape.
+  The sum of eq. 2 is written over the k*k window offsets o: the label map shifted by o is
+  compared with the centres' labels, and the x map shifted by o is added where they agree.
+  The linear map x -> sum_q mu w x_q is symmetric (mu(p, q) = mu(q, p), w(o) = w(-o)), so
+  its gradient is the same pooling applied to the upstream gradient divided by xi; that
+  backward is written out (autodiff of the k*k shifted slices is 2-3x slower under XLA).
 """
 
 import keras
@@ -37,6 +46,7 @@ from keras import ops
 
 from keras_seg_extras._common import (
     as_float32,
+    check_binary_values,
     check_choice,
     check_label_values,
     check_number,
@@ -55,6 +65,9 @@ ZSCORE_EPSILON = 1e-6
 PROBABILITY_FLOOR = 1e-7
 
 _OWNER = "LocallyAdaptiveLoss"
+
+#: Accepted values of ``implementation``.
+IMPLEMENTATIONS = ("auto", "fast", "static", "patches")
 
 
 def chessboard_weights(kernel_size):
@@ -75,12 +88,14 @@ def _check_arguments(owner, kernel_size, stride, minkowski_k, normalize_by, igno
     ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
     if not isinstance(from_logits, bool):
         fail(owner, "from_logits", from_logits, "must be True or False")
-    check_choice(owner, "implementation", implementation, ("fast", "patches"))
+    check_choice(owner, "implementation", implementation, IMPLEMENTATIONS)
     return kernel_size, stride, minkowski_k, ignore_index
 
 
 def _prepare(owner, y_true, y_pred, ignore_index, from_logits):
-    """Labels (B, H, W) int32 with -1 where ignored, and z-scored, masked x (B, H, W, C)."""
+    """Labels (B, H, W) int32 with -1 where ignored, z-scored, masked x (B, H, W, C), and
+    (B,) booleans: the image holds a label fault (a value that is neither a class nor
+    ``ignore_index``, or a one-hot entry outside [0, 1]) that no check could raise on."""
     y_pred = ops.convert_to_tensor(y_pred)
     static_rank(owner, "y_pred", y_pred, (4,))
     num_classes = num_channels(owner, y_pred)
@@ -93,7 +108,9 @@ def _prepare(owner, y_true, y_pred, ignore_index, from_logits):
         if y_true.shape[-1] != num_classes:
             fail(owner, "y_true", f"tensor of shape {tuple(y_true.shape)}",
                  f"must be integer labels (B, H, W[, 1]) or one-hot with {num_classes} channels")
-        onehot = as_float32(y_true)
+        onehot = check_binary_values(owner, as_float32(y_true))
+        in_range = ops.logical_and(ops.greater_equal(onehot, 0.0), ops.less_equal(onehot, 1.0))
+        faults = ops.logical_not(ops.all(in_range, axis=(1, 2, 3)))  # NaN is not in range
         labels = ops.cast(ops.argmax(onehot, axis=-1), "int32")
         labels = ops.where(ops.sum(onehot, axis=-1) > 0, labels, -1)
     else:
@@ -101,8 +118,11 @@ def _prepare(owner, y_true, y_pred, ignore_index, from_logits):
             y_true = y_true[..., 0]
         labels = ops.cast(y_true, "int32")
         labels = check_label_values(owner, labels, num_classes, ignore_index)
-        bad = (labels < 0) | (labels >= num_classes)
-        labels = ops.where(bad, -1, labels)  # only ignore_index can reach here (checked above)
+        outside = ops.logical_or(ops.less(labels, 0), ops.greater_equal(labels, num_classes))
+        faulty = outside if ignore_index is None else ops.logical_and(
+            outside, ops.not_equal(labels, ignore_index))
+        faults = ops.any(faulty, axis=(1, 2))
+        labels = ops.where(outside, -1, labels)
     for axis in (1, 2):
         if (y_pred.shape[axis] is not None and labels.shape[axis] is not None
                 and y_pred.shape[axis] != labels.shape[axis]):
@@ -113,7 +133,7 @@ def _prepare(owner, y_true, y_pred, ignore_index, from_logits):
     if not from_logits:
         z = ops.log(ops.maximum(z, PROBABILITY_FLOOR))
     x = _masked_zscore(z, ops.cast(labels >= 0, "float32")[..., None])
-    return labels, x, num_classes
+    return labels, x, faults
 
 
 @ops.custom_gradient
@@ -151,7 +171,8 @@ def _minkowski_per_image(loss_map, centre_valid, minkowski_k):
         return mean
     positive = mean > 0
     safe = ops.where(positive, mean, 1.0)
-    return ops.where(positive, ops.power(safe, 1.0 / minkowski_k), 0.0)
+    # mean is 0 (no valid centre, or a perfect score) or NaN (a NaN prediction): pass it on.
+    return ops.where(positive, ops.power(safe, 1.0 / minkowski_k), mean)
 
 
 def _cross_entropy(f, centre_labels):
@@ -304,6 +325,114 @@ def _fast(labels, x, kernel_size, stride, normalize_by):
             ops.reshape(centre_flat, (batch, hc * wc)))
 
 
+def _shifted(padded, du, dv, r, s):
+    """``padded`` (B, H + 2r, W + 2r, ...) shifted by (du, dv) and read every ``s`` pixels:
+    element [b, i, j] is padded[b, r + du + s * i, r + dv + s * j]. The bounds are Python
+    integers (the stop counts from the end), so the slice is static under any compiler."""
+    def axis(d):
+        return slice(r + d, (d - r) or None, s)
+
+    return padded[:, axis(du), axis(dv)]
+
+
+def _window_offsets(kernel_size):
+    """[(du, dv, w(du, dv))] over the k x k window, row by row."""
+    r = kernel_size // 2
+    weights = chessboard_weights(kernel_size)
+    return [(du, dv, float(weights[du + r, dv + r]))
+            for du in range(-r, r + 1) for dv in range(-r, r + 1)]
+
+
+def _same_label_masks(labels, kernel_size, stride):
+    """For every window offset o, (B, Hc, Wc) booleans: the pixel at centre + o carries the
+    centre's label (False outside the image and at ignored neighbours of valid centres)."""
+    r = kernel_size // 2
+    padded = _pad_labels(labels, r)
+    centres = labels if stride == 1 else labels[:, ::stride, ::stride]
+    return [ops.equal(_shifted(padded, du, dv, r, stride), centres)
+            for du, dv, _ in _window_offsets(kernel_size)]
+
+
+def _same_label_sum(y, masks, kernel_size, stride):
+    """sum over offsets o of w(o) * y[centre + o] where masks[o] holds: (B, Hc, Wc, C).
+
+    The compilers want different spellings of the same sum (one A/B each, (4, 256, 256, 21),
+    k = 5, forward + backward of the whole loss, against cross-entropy): XLA under TensorFlow
+    does best with (B, Hc, Wc) weight maps w(o) * mask_o broadcast over the classes times y_o,
+    summed, divided by xi (3.0-3.7x; with (B, Hc, Wc, 1) masks, times 1/xi: 7.0-7.5x); JAX's
+    CPU compiler (jaxlib 0.10) splits that sum into one buffer per term (23x) and does best
+    with the chain total = where(mask_o, total + w(o) * y_o, total) (4.8-7.1x). See
+    docs/benchmarks.md."""
+    r = kernel_size // 2
+    padded = ops.pad(y, ((0, 0), (r, r), (r, r), (0, 0)))
+    plain_sum = keras.backend.backend() == "tensorflow"
+    total = None
+    for (du, dv, weight), same in zip(_window_offsets(kernel_size), masks):
+        shifted = _shifted(padded, du, dv, r, stride)
+        if plain_sum:
+            term = (ops.cast(same, "float32") * weight)[..., None] * shifted
+            total = term if total is None else total + term
+        else:
+            term = shifted * weight
+            same = same[..., None]
+            total = (ops.where(same, term, 0.0) if total is None
+                     else ops.where(same, total + term, total))
+    return total
+
+
+def _spread_to_pixels(h, stride, height, width):
+    """(B, Hc, Wc, C) values at the centres -> (B, H, W, C), zero between centres."""
+    if stride == 1:
+        return h
+    shape = ops.shape(h)
+    batch, hc, wc, channels = shape[0], shape[1], shape[2], h.shape[-1]
+    h = ops.reshape(h, (batch, hc, 1, wc, 1, channels))
+    h = ops.pad(h, ((0, 0), (0, 0), (0, stride - 1), (0, 0), (0, stride - 1), (0, 0)))
+    h = ops.reshape(h, (batch, hc * stride, wc * stride, channels))
+    return h[:, :height, :width]
+
+
+def _same_label_pooling(labels, x, kernel_size, stride, normalize_by):
+    """f of eq. 2 at every centre, (B, Hc, Wc, C), with static shapes and its backward written
+    out: the map x -> sum_q mu(p, q) w(q - p) x_q is symmetric (mu(p, q) = mu(q, p), w(o) =
+    w(-o)), so dL/dx_q = sum_o mu(q, q + o) w(o) h_{q + o}, h = (dL/df) / xi spread from the
+    centres to the pixels: the same pooling again (autodiff of the shifted slices is 2-3x
+    slower under XLA)."""
+    masks = _same_label_masks(labels, kernel_size, stride)
+    if normalize_by == "count":
+        xi = sum(ops.cast(same, "float32") for same in masks)
+    else:
+        xi = sum(ops.cast(same, "float32") * w
+                 for (_, _, w), same in zip(_window_offsets(kernel_size), masks))
+    xi = ops.maximum(xi, 1.0)[..., None]  # xi = 0 only at ignored centres (masked later)
+    shape = ops.shape(x)
+    height, width = shape[1], shape[2]
+
+    @ops.custom_gradient
+    def pooled(x):
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            h = _spread_to_pixels(upstream / xi, stride, height, width)
+            pixel_masks = masks if stride == 1 else _same_label_masks(labels, kernel_size, 1)
+            return _same_label_sum(h, pixel_masks, kernel_size, 1)
+
+        return _same_label_sum(x, masks, kernel_size, stride) / xi, grad
+
+    return pooled(x)
+
+
+def _static(labels, x, kernel_size, stride, normalize_by):
+    """Per-centre cross-entropy (B, Hc * Wc) and centre labels with shapes fixed by the input
+    shape (XLA, JAX, PyTorch): eq. 2 as a sum over the k*k window offsets."""
+    f = _same_label_pooling(labels, x, kernel_size, stride, normalize_by)
+    centre_labels = labels[:, ::stride, ::stride]
+    loss = ops.sparse_categorical_crossentropy(ops.maximum(centre_labels, 0), f,
+                                               from_logits=True)
+    batch = ops.shape(x)[0]
+    return ops.reshape(loss, (batch, -1)), ops.reshape(centre_labels, (batch, -1))
+
+
 def _patches(labels, x, kernel_size, stride, normalize_by):
     """The plain reading of eq. 2 with extracted patches (TensorFlow only)."""
     if keras.backend.backend() != "tensorflow":
@@ -334,7 +463,7 @@ def _patches(labels, x, kernel_size, stride, normalize_by):
 
 def locally_adaptive_loss(y_true, y_pred, kernel_size=5, stride=1, minkowski_k=3,
                           normalize_by="count", ignore_index=None, from_logits=True,
-                          implementation="fast"):
+                          implementation="auto"):
     """Locally Adaptive loss L^AD of paper 004 (eqs. 2-5), one value per image.
 
     f(p) = (1/xi_p) sum_q mu(p, q) 2^(1 - d(p, q)) x_q over the k x k window of each centre p,
@@ -346,7 +475,7 @@ def locally_adaptive_loss(y_true, y_pred, kernel_size=5, stride=1, minkowski_k=3
     M runs per image: the paper takes "one image as an input batch" for eq. 5, and per-image
     values make the loss independent of how a batch is split over replicas (MirroredStrategy)
     and let Keras apply ``sample_weight`` and its batch reduction as for any per-sample loss.
-    An image without valid centres gives 0.
+    An image without valid centres gives 0 (with finite predictions).
 
     Args:
         y_true: integer labels (B, H, W) or (B, H, W, 1) in [0, C) or ``ignore_index``; one-hot
@@ -361,8 +490,18 @@ def locally_adaptive_loss(y_true, y_pred, kernel_size=5, stride=1, minkowski_k=3
         ignore_index: label value of pixels that are neither centres nor neighbours.
         from_logits: if False, ``y_pred`` holds probabilities and log(max(p, 1e-7)) is z-scored
             (the z-score removes the log-softmax shift, so this equals using the logits).
-        implementation: "fast" (keras.ops; gathers only near label boundaries; needs dynamic
-            shapes, so not under XLA/JAX jit) or "patches" (tf.image.extract_patches; TF only).
+        implementation: "auto" (default): "fast" under TensorFlow outside XLA, "static"
+            under XLA (``jit_compile=True``), JAX and PyTorch. "fast" (keras.ops; gathers only
+            near label boundaries; dynamic shapes, so eager or ``tf.function`` only), "static"
+            (keras.ops; fixed shapes, any path) or "patches" (tf.image.extract_patches; TF
+            only). All give the same values and gradients.
+
+    Faults are never silent: labels that are neither a class nor ``ignore_index`` raise a
+    ``ValueError`` eagerly and a TensorFlow assertion in ``tf.function`` graphs; where no check
+    can stop the step (XLA drops assertions, JAX and torch cannot raise from a trace), the
+    image's loss is NaN, so ``keras.callbacks.TerminateOnNaN`` stops training. A NaN or an
+    infinity anywhere in an image's prediction (ignored pixels included) also makes its loss
+    NaN, on every path.
 
     Returns:
         float32 tensor (B,): the loss of each image.
@@ -376,10 +515,64 @@ def locally_adaptive_loss(y_true, y_pred, kernel_size=5, stride=1, minkowski_k=3
     kernel_size, stride, minkowski_k, ignore_index = _check_arguments(
         "locally_adaptive_loss", kernel_size, stride, minkowski_k, normalize_by, ignore_index,
         from_logits, implementation)
-    labels, x, _ = _prepare(_OWNER, y_true, y_pred, ignore_index, from_logits)
-    build = _fast if implementation == "fast" else _patches
+    labels, x, label_faults = _prepare(_OWNER, y_true, y_pred, ignore_index, from_logits)
+    build = {"fast": _fast, "static": _static, "patches": _patches}[
+        _resolve_implementation(implementation, labels)]
     loss_map, centre_labels = build(labels, x, kernel_size, stride, normalize_by)
-    return _minkowski_per_image(loss_map, centre_labels >= 0, minkowski_k)
+    loss = _minkowski_per_image(loss_map, centre_labels >= 0, minkowski_k)
+    # x is NaN at every pixel whose prediction holds a NaN or an infinity (ignored pixels too).
+    bad_prediction = ops.logical_not(ops.all(ops.isfinite(x[..., 0]), axis=(1, 2)))
+    return ops.where(ops.logical_or(label_faults, bad_prediction), np.nan, loss)
+
+
+def _resolve_implementation(implementation, labels):
+    """"auto" -> "fast" under TensorFlow outside XLA (eager and ``tf.function``, where it is
+    faster), else "static" (XLA, JAX, which compiles every training step, and PyTorch). An
+    explicit "fast" inside a step traced with static shapes fails and says why."""
+    if implementation == "auto":
+        dynamic = keras.backend.backend() == "tensorflow" and not _in_xla_trace()
+        return "fast" if dynamic else "static"
+    if implementation == "fast" and _traced_with_static_shapes(labels):
+        fail(_OWNER, "implementation", implementation,
+             "has shapes that depend on the labels and cannot run in a step traced with "
+             "static shapes (XLA, jax.jit or jax.eval_shape, torch.compile); use 'auto' or "
+             "'static'")
+    return implementation
+
+
+def _in_xla_trace():
+    """Whether TensorFlow is tracing a function that XLA compiles.
+
+    ``tf.function(jit_compile=True)`` (what ``model.compile(jit_compile=True)`` and Keras's
+    "auto" on a GPU build) traces its body inside an ``XLAControlFlowContext``; TensorFlow's
+    own ``GraphOrParentsInXlaContext`` finds it in the graph or its outer graphs. Eager calls
+    and plain ``tf.function`` graphs are not XLA. If that helper ever moves the answer is
+    True: the static formulation gives the same numbers on every path, only slower without
+    XLA."""
+    import tensorflow as tf
+
+    if tf.executing_eagerly():
+        return False
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - moved in a future TensorFlow
+        return True
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+
+
+def _traced_with_static_shapes(labels):
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return _in_xla_trace()
+    if backend == "jax":
+        import jax
+
+        return isinstance(labels, jax.core.Tracer)
+    if backend == "torch":
+        import torch
+
+        return torch.compiler.is_compiling() or labels.device.type == "meta"
+    return False
 
 
 @register
@@ -398,8 +591,9 @@ class LocallyAdaptiveLoss(keras.losses.Loss):
         normalize_by: "count" or "weight" (the normaliser xi).
         ignore_index: label value to ignore, e.g. 255 for Pascal VOC.
         from_logits: whether ``y_pred`` holds logits (default) or probabilities.
-        implementation: "fast" (default, keras.ops, any backend with dynamic shapes) or
-            "patches" (TensorFlow only, the plain reading; for checking and benchmarks).
+        implementation: "auto" (default; "fast" under TensorFlow outside XLA, "static" under
+            XLA, JAX and PyTorch), "fast", "static" or "patches" (TensorFlow only, the plain
+            reading; for checking and benchmarks). Same values and gradients.
         reduction, name, dtype: as for every ``keras.losses.Loss``.
 
     Example:
@@ -408,7 +602,7 @@ class LocallyAdaptiveLoss(keras.losses.Loss):
     """
 
     def __init__(self, kernel_size=5, stride=1, minkowski_k=3, normalize_by="count",
-                 ignore_index=None, from_logits=True, implementation="fast",
+                 ignore_index=None, from_logits=True, implementation="auto",
                  reduction="sum_over_batch_size", name="locally_adaptive_loss", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         (self.kernel_size, self.stride, self.minkowski_k,

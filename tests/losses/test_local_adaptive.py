@@ -82,10 +82,13 @@ def test_matches_per_pixel_reference_and_implementations_agree(
                   normalize_by=normalize_by, ignore_index=255)
     expected = reference_loss(labels, logits, **kwargs)
     fast, fast_grad = value_and_grad(labels, logits, implementation="fast", **kwargs)
+    static, static_grad = value_and_grad(labels, logits, implementation="static", **kwargs)
     patches, patches_grad = value_and_grad(labels, logits, implementation="patches", **kwargs)
     np.testing.assert_allclose(fast, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(static, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(patches, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(fast_grad, patches_grad, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(static_grad, patches_grad, rtol=1e-5, atol=1e-5)
     assert np.all(np.isfinite(fast_grad)) and np.abs(fast_grad).sum() > 0
 
 
@@ -101,11 +104,14 @@ def test_random_labels_worst_case_uses_both_boundary_modes(rng):
     assert np.any(n_same > n_diff) and np.any(n_same <= n_diff)
     kwargs = dict(kernel_size=5, minkowski_k=3)
     fast, fast_grad = value_and_grad(labels, logits, implementation="fast", **kwargs)
+    static, static_grad = value_and_grad(labels, logits, implementation="static", **kwargs)
     patches, patches_grad = value_and_grad(labels, logits, implementation="patches", **kwargs)
     np.testing.assert_allclose(fast, reference_loss(labels, logits, 5, 1, 3, "count", None),
                                rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(fast, patches, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(static, patches, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(fast_grad, patches_grad, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(static_grad, patches_grad, rtol=1e-5, atol=1e-5)
 
 
 def numeric_gradient(labels, logits, index, step=1e-5, **kwargs):
@@ -117,10 +123,12 @@ def numeric_gradient(labels, logits, index, step=1e-5, **kwargs):
             - reference_loss(labels, minus, **kwargs).sum()) / (2 * step)
 
 
-def test_gradient_matches_finite_differences_of_reference(rng):
+@pytest.mark.parametrize("implementation,stride", [("fast", 1), ("static", 1), ("static", 2)])
+def test_gradient_matches_finite_differences_of_reference(rng, implementation, stride):
     labels, logits = make_inputs(rng, batch=1, height=5, width=6, classes=3)
-    kwargs = dict(kernel_size=3, stride=1, minkowski_k=3, normalize_by="count", ignore_index=255)
-    _, grad = value_and_grad(labels, logits, **kwargs)
+    kwargs = dict(kernel_size=3, stride=stride, minkowski_k=3, normalize_by="count",
+                  ignore_index=255)
+    _, grad = value_and_grad(labels, logits, implementation=implementation, **kwargs)
     for index in [(0, 1, 1, 0), (0, 2, 3, 2), (0, 4, 5, 1), (0, 3, 0, 1)]:
         np.testing.assert_allclose(grad[index], numeric_gradient(labels, logits, index, **kwargs),
                                    rtol=1e-3, atol=1e-5)
@@ -136,7 +144,7 @@ def test_minkowski_mean_runs_per_image(rng):
     np.testing.assert_allclose(float(loss(labels, logits)), np.mean(alone), rtol=1e-5)
 
 
-@pytest.mark.parametrize("implementation", ["fast", "patches"])
+@pytest.mark.parametrize("implementation", ["fast", "static", "patches"])
 def test_edge_cases(rng, implementation):
     kwargs = dict(kernel_size=3, ignore_index=255, implementation=implementation)
     # An image with only ignored pixels gives 0 and zero gradient; a one-class image has no
@@ -186,6 +194,7 @@ def test_label_forms_and_probabilities(rng):
 def test_config_round_trip_and_keras_file(tmp_path, rng):
     loss = LocallyAdaptiveLoss(kernel_size=3, stride=2, minkowski_k=2, normalize_by="weight",
                                ignore_index=255, implementation="patches")
+    assert LocallyAdaptiveLoss().get_config()["implementation"] == "auto"
     clone = LocallyAdaptiveLoss.from_config(loss.get_config())
     assert clone.get_config() == loss.get_config()
     assert isinstance(keras.losses.deserialize(keras.losses.serialize(loss)), LocallyAdaptiveLoss)
@@ -291,3 +300,113 @@ def test_batch_without_any_boundary_centre(rng):
     np.testing.assert_allclose(value, reference_loss(labels, logits, 5, 1, 3, "count", None),
                                rtol=1e-5, atol=1e-5)
     assert np.all(np.isfinite(grad)) and np.any(grad != 0)
+
+
+# ----------------------------------------------------------------------------- compiled paths
+
+
+def compiled_value_and_grad(labels, logits, jit_compile, **kwargs):
+    @tf.function(jit_compile=jit_compile)
+    def step(y, z):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            value = locally_adaptive_loss(y, z, **kwargs)
+            total = tf.reduce_sum(value)
+        return value, tape.gradient(total, z)
+
+    value, grad = step(tf.constant(labels), tf.constant(logits))
+    return value.numpy(), grad.numpy()
+
+
+@pytest.mark.parametrize("kernel_size,stride,minkowski_k,normalize_by", [(3, 2, 3, "weight")])
+def test_default_under_xla_matches_reference_values_and_gradients(
+        rng, kernel_size, stride, minkowski_k, normalize_by):
+    labels, logits = make_inputs(rng)
+    kwargs = dict(kernel_size=kernel_size, stride=stride, minkowski_k=minkowski_k,
+                  normalize_by=normalize_by, ignore_index=255)
+    value, grad = compiled_value_and_grad(labels, logits, True, **kwargs)  # "auto"
+    np.testing.assert_allclose(value, reference_loss(labels, logits, **kwargs), rtol=1e-5,
+                               atol=1e-5)
+    _, patches_grad = value_and_grad(labels, logits, implementation="patches", **kwargs)
+    np.testing.assert_allclose(grad, patches_grad, rtol=1e-5, atol=1e-5)
+
+
+def test_auto_is_fast_outside_xla_and_static_inside(rng, monkeypatch):
+    from keras_seg_extras.losses import local_adaptive
+
+    used = []
+    for name in ("_fast", "_static"):
+        original = getattr(local_adaptive, name)
+        monkeypatch.setattr(local_adaptive, name, lambda *args, original=original, name=name: (
+            used.append(name), original(*args))[1])
+    labels, logits = make_inputs(rng, ignore_index=None)
+    kwargs = dict(kernel_size=3)
+    locally_adaptive_loss(labels, logits, **kwargs)
+    compiled_value_and_grad(labels, logits, False, **kwargs)
+    compiled_value_and_grad(labels, logits, True, **kwargs)
+    assert used == ["_fast", "_fast", "_static"]
+    with pytest.raises(ValueError, match="LocallyAdaptiveLoss: `implementation`.*static shapes"
+                                         ".*'static'; received 'fast'"):
+        compiled_value_and_grad(labels, logits, True, implementation="fast", **kwargs)
+
+
+def small_model(jit_compile, **loss_kwargs):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, padding="same")])
+    model.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=jit_compile,
+                  loss=LocallyAdaptiveLoss(kernel_size=3, ignore_index=255, **loss_kwargs))
+    return model
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_compiled_train_fit_evaluate_log_the_direct_value(rng, jit_compile):
+    images = rng.normal(size=(4, 8, 8, 3)).astype("float32")
+    labels, _ = make_inputs(rng, batch=4, height=8, width=8)
+    model = small_model(jit_compile)  # SGD with learning rate 0: the same predictions each step
+    predictions = model(images).numpy()
+    direct = float(model.loss(labels, predictions))
+    np.testing.assert_allclose(
+        direct, reference_loss(labels, predictions, 3, 1, 3, "count", 255).mean(), rtol=1e-5)
+    logged = {"train_on_batch": float(model.train_on_batch(images, labels)),
+              "fit": model.fit(images, labels, batch_size=4, verbose=0).history["loss"][0],
+              "evaluate": float(model.evaluate(images, labels, batch_size=4, verbose=0))}
+    for method, value in logged.items():
+        np.testing.assert_allclose(value, direct, rtol=1e-5, err_msg=method)
+
+
+def test_bad_labels_stop_every_tensorflow_path(rng):
+    images = rng.normal(size=(4, 8, 8, 3)).astype("float32")
+    labels, _ = make_inputs(rng, batch=4, height=8, width=8)
+    bad = np.where(labels == 2, 7, labels)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels must lie in \[0, 4\)"):
+        small_model(False).fit(images, bad, batch_size=4, verbose=0)  # graph: an assertion
+    model = small_model(True)  # XLA drops assertions: the loss is NaN, TerminateOnNaN stops
+    history = model.fit(images, bad, batch_size=2, epochs=3, verbose=0,
+                        callbacks=[keras.callbacks.TerminateOnNaN()])
+    assert np.isnan(history.history["loss"][0]) and len(history.history["loss"]) == 1
+    onehot = np.eye(4, dtype="float32")[np.where(labels == 255, 0, labels)]
+    onehot[1, 2, 3] = [0.0, 1.5, 0.0, 0.0]
+    with pytest.raises(ValueError, match=r"LocallyAdaptiveLoss.*\[0, 1\].*1\.5"):
+        locally_adaptive_loss(onehot, images[..., :1].repeat(4, -1))
+    value, _ = compiled_value_and_grad(onehot, rng.normal(size=(4, 8, 8, 4)).astype("float32"),
+                                       True)
+    assert np.isnan(value[1]) and np.all(np.isfinite(value[[0, 2, 3]]))
+
+
+@pytest.mark.parametrize("minkowski_k", [1, 3])
+@pytest.mark.parametrize("implementation", ["fast", "static", "patches", "xla"])
+def test_nan_or_inf_prediction_gives_nan_never_zero(rng, implementation, minkowski_k):
+    # Image 0: NaN at a valid pixel; image 1: an infinity at an ignored pixel; image 2 clean.
+    labels, logits = make_inputs(rng, batch=3)
+    labels[1, 4, 4] = 255
+    logits[0, 2, 3, 1] = np.nan
+    logits[1, 4, 4, 0] = np.inf
+    kwargs = dict(kernel_size=3, minkowski_k=minkowski_k, ignore_index=255)
+    if implementation == "xla":
+        value, _ = compiled_value_and_grad(labels, logits, True, **kwargs)
+    else:
+        value = locally_adaptive_loss(labels, logits, implementation=implementation,
+                                      **kwargs).numpy()
+    assert np.isnan(value[0]) and np.isnan(value[1])
+    np.testing.assert_allclose(value[2], reference_loss(labels[2:], logits[2:], 3, 1, minkowski_k,
+                                                        "count", 255)[0], rtol=1e-5)

@@ -24,8 +24,16 @@ boundary, the worst case), it measures in one run:
   and the much lighter ``kse.models.small_unet`` (filters 16-128), where the loss is a larger
   share of the step.
 
+- the paths a user trains with, at the middle kernel on the real maps (``--paths``; with
+  ``--paths-only`` nothing else): the default ("auto") loss and cross-entropy each compiled the
+  same way, in a ``tf.function`` without XLA (where "auto" is "fast"), with
+  ``jit_compile=True`` (XLA on the CPU; "auto" is "static") and under ``jax.jit`` (a child
+  process with KERAS_BACKEND=jax; "static"); and, under XLA and JAX, the parts of the static
+  loss alone (z-score, the same-label pooling, both plus cross-entropy).
+
 Usage: python tools/bench/local_adaptive.py [--kernels 3 5 7] [--repeats 5] [--no-train]
-Linux only (reads /proc). Takes about 10 minutes on 2 CPU cores.
+       python tools/bench/local_adaptive.py --paths-only [--repeats 7]
+Linux only (reads /proc). Takes about 10 minutes on 2 CPU cores (--paths-only: about 3).
 """
 
 import argparse
@@ -39,8 +47,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
+
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf  # noqa: E402
 
 import keras_seg_extras as kse  # noqa: E402
 
@@ -81,14 +91,88 @@ def boundary_fraction(labels, kernel_size):
     return float(((windows >= 0) & (windows != centre)).any((-1, -2)).mean())
 
 
-def gradient_step(loss_fn):
-    @tf.function(autograph=False)
+def gradient_step(loss_fn, jit_compile=False):
+    @tf.function(autograph=False, jit_compile=jit_compile)
     def step(labels, logits):
         with tf.GradientTape() as tape:
             tape.watch(logits)
             value = tf.reduce_mean(loss_fn(labels, logits))
         return value, tape.gradient(value, logits)
     return step
+
+
+def _static_parts(kernel_size):
+    """The parts of the static formulation alone, as functions of (labels, logits)."""
+    from keras_seg_extras.losses import local_adaptive as la
+
+    ops = keras.ops
+
+    def zscore(labels, logits):
+        return la._masked_zscore(logits, ops.ones_like(logits[..., :1]))
+
+    def pooling(labels, logits):
+        return la._same_label_pooling(labels, logits, kernel_size, 1, "count")
+
+    def pooling_cross_entropy(labels, logits):
+        return cross_entropy(labels, pooling(labels, zscore(labels, logits)))
+
+    return {"z-score": zscore, f"same-label pooling {kernel_size}x{kernel_size}": pooling,
+            "z-score + pooling + cross-entropy": pooling_cross_entropy}
+
+
+def _path_losses(kernel_size):
+    return {"cross-entropy": cross_entropy,
+            f"locally adaptive k={kernel_size} (auto)": local_adaptive(kernel_size, "auto")}
+
+
+def jax_path_child(kernel_size, repeats):
+    """KERAS_BACKEND=jax child: print {name: median seconds} of jax.jit(value_and_grad)."""
+    import jax
+    import jax.numpy as jnp
+
+    labels = jnp.asarray(real_labels())
+    logits = jnp.asarray(np.random.default_rng(0).normal(
+        size=(BATCH, SIZE, SIZE, CLASSES)).astype("float32"))
+    calls = {}
+    for name, loss in {**_path_losses(kernel_size), **_static_parts(kernel_size)}.items():
+        step = jax.jit(jax.grad(lambda z, y, loss=loss: jnp.mean(loss(y, z))))
+        calls[name] = lambda step=step: step(logits, labels).block_until_ready()
+    print("JAXPATHS " + json.dumps(interleaved_medians(calls, repeats)), flush=True)
+
+
+def paths_table(kernel_size, repeats):
+    """{path: {name: median seconds}} for TensorFlow without and with XLA, and JAX."""
+    labels, logits = tf.constant(real_labels()), logits_tensor()
+    steps = {}
+    for name, loss in _path_losses(kernel_size).items():
+        steps[("tf.function", name)] = gradient_step(loss)
+        steps[("XLA", name)] = gradient_step(loss, jit_compile=True)
+    for name, loss in _static_parts(kernel_size).items():
+        steps[("XLA", name)] = gradient_step(lambda y, z, loss=loss: loss(y, z),
+                                             jit_compile=True)
+    times = time_steps(steps, labels, logits, repeats)
+    table = {}
+    for (path, name), seconds in times.items():
+        table.setdefault(path, {})[name] = seconds
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    command = [sys.executable, os.path.abspath(__file__), "--jax-paths-child", "--kernels",
+               str(kernel_size), "--repeats", str(repeats)]
+    output = subprocess.run(command, env=env, check=True, capture_output=True,
+                            text=True).stdout
+    line = [row for row in output.splitlines() if row.startswith("JAXPATHS ")][-1]
+    table["jax.jit"] = json.loads(line[len("JAXPATHS "):])
+    return table
+
+
+def print_paths_table(table, kernel_size, repeats):
+    print(f"\nPaths at k={kernel_size} (brain labels, forward+backward, median of {repeats}; "
+          "each path's cross-entropy compiled the same way)")
+    print("| path | loss | ms | vs cross-entropy on the same path |")
+    print("|---|---|---|---|")
+    for path, times in table.items():
+        base = times["cross-entropy"]
+        for name, seconds in times.items():
+            print(f"| {path} | {name} | {seconds * 1e3:.0f} | {seconds / base:.2f}x |")
 
 
 def cross_entropy(labels, logits):
@@ -248,12 +332,23 @@ def main(argv=None):
     parser.add_argument("--kernels", type=int, nargs="+", default=[3, 5, 7])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--paths-only", action="store_true",
+                        help="only the table of training paths (TF, XLA, JAX)")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--jax-paths-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
         memory_child(args.kernels)
         return
+    middle = args.kernels[len(args.kernels) // 2]
+    if args.jax_paths_child:
+        jax_path_child(middle, args.repeats)
+        return
     started = time.perf_counter()
+    if args.paths_only:
+        print_paths_table(paths_table(middle, args.repeats), middle, args.repeats)
+        print(f"\n(total {time.perf_counter() - started:.0f} s)")
+        return
 
     memory = measure_memory(args.kernels)
     print("  measured peak memory (child process)", flush=True)
@@ -271,7 +366,7 @@ def main(argv=None):
               f"| {t['patches'] / t['fast']:.2f}x | {m['ce'] / mb:.0f} | {m['fast'] / mb:.0f} "
               f"| {m['patches'] / mb:.0f} | {m['fast'] / max(m['ce'], 1):.2f}x "
               f"| {m['patches'] / max(m['fast'], 1):.2f}x |")
-    middle = args.kernels[len(args.kernels) // 2]
+    print_paths_table(paths_table(middle, args.repeats), middle, args.repeats)
     floor = floor_table(sets["brain (real)"], middle, args.repeats)
     print(f"\nWhere the time goes at k={middle} (brain labels, forward+backward, median of "
           f"{args.repeats})")
