@@ -17,10 +17,7 @@ from keras_seg_extras import losses as L
 from keras_seg_extras import metrics as M
 
 #: Public classes left out of the cross-path table, with the reason.
-EXCLUDED = {
-    "LocallyAdaptiveLoss": "issue 13 item 4 (branch la): its static-shape formulation for XLA "
-                           "and JAX is built there; add it to LOSSES when that lands",
-}
+EXCLUDED = {}
 
 IGNORE = 255
 
@@ -171,6 +168,11 @@ def _losses():
         "ReducedFocalLoss": (lambda: L.ReducedFocalLoss(threshold=0.5), "multilabel_scores"),
         "DropWorst": (lambda: L.DropWorst(L.SoftFocalLoss(gamma=2.0), k=1),
                       "multilabel_scores"),
+        # "auto": the fast sparse formulation eagerly and in TF graphs, the static one under
+        # XLA, JAX and PyTorch; the Minkowski pooling with its default exponent.
+        "LocallyAdaptiveLoss": (lambda: L.LocallyAdaptiveLoss(kernel_size=3), "multiclass"),
+        "LocallyAdaptiveLoss_ignore": (lambda: L.LocallyAdaptiveLoss(
+            kernel_size=3, ignore_index=IGNORE), "multiclass_ignore"),
         "AuxiliaryClassLoss": (lambda: L.AuxiliaryClassLoss(
             keras.losses.SparseCategoricalCrossentropy(from_logits=True), target_classes=2,
             auxiliary_classes=2, seed=3), "auxiliary"),
