@@ -145,12 +145,12 @@ def tilted_cross_entropy(y_true, y_pred, t=1.0, level="image", from_logits=True,
 def _tilted(owner, y_true, y_pred, t, level, from_logits, ignore_index, sample_weight):
     per_class, targets, valid = _pixel_cross_entropy(owner, y_true, y_pred, from_logits,
                                                      ignore_index)
-    value = _tilted_value(per_class, targets, valid, t, level, sample_weight)
+    value = _tilted_value(owner, per_class, targets, valid, t, level, sample_weight)
     # The tilted mean's max/min reference and clipping can drop a NaN under XLA: keep it.
     return nan_if_any_nan(value, per_class, valid)
 
 
-def _tilted_value(per_class, targets, valid, t, level, sample_weight):
+def _tilted_value(owner, per_class, targets, valid, t, level, sample_weight):
     batch = ops.shape(valid)[0]
     if sample_weight is None:
         image_weight = ops.ones((batch,), dtype="float32")
