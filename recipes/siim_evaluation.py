@@ -109,15 +109,17 @@ def summary(search, plain_threshold=0.5):
 
 
 def write_submission(path, served, test, threshold, min_area, batch_size):
-    """``submission.csv`` (SIIM RLE) at each test image's original size, streamed."""
+    """``submission.csv`` (SIIM RLE) at each test image's original size, streamed.
+
+    ``served`` is the submitted model (one kept model or the ensemble as one graph).
+    """
     import keras_seg_extras as kse
 
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["ImageId", "EncodedPixels"])
-        for record, outputs in predictions(served, test, batch_size):
-            probabilities = np.mean(list(outputs.values()), axis=0)
-            mask = kse.inference.postprocess_at_size(probabilities, record["shape"],
+        for record, outputs in predictions({"submitted": served}, test, batch_size):
+            mask = kse.inference.postprocess_at_size(outputs["submitted"], record["shape"],
                                                      threshold, min_area)
             writer.writerow([record["id"], kse.data.rle.encode_siim(mask)])
     return path
