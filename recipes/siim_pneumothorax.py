@@ -330,16 +330,22 @@ def build_model(args):
 
 
 def kept_path(args, name):
-    return os.path.join(args.output_dir, "models", f"model_{name}.weights.h5")
+    return os.path.join(args.output_dir, "models", f"model_{name}.weights.npz")
 
 
 def keep_model_callback(path):
-    """A callback that saves the weights at the end of its stage (after SWA swapped them in)."""
+    """A callback that saves the weights at the end of its stage (after SWA swapped them in).
+
+    The model's own weights only, as an ``.npz`` of ``model.get_weights()``: ``save_weights``
+    of the compiled model would add the Adam moments, the accumulation buffers and the SWA
+    averages (7x the size: 203 MB instead of 30 MB for the demo's B0 model).
+    """
     import keras
 
     class KeepModel(keras.callbacks.Callback):
         def on_train_end(self, logs=None):
-            self.model.save_weights(path, overwrite=True)
+            weights = self.model.get_weights()
+            np.savez(path, **{f"w{i:04d}": w for i, w in enumerate(weights)})
 
     return KeepModel()
 
@@ -418,7 +424,8 @@ def load_kept_models(args, strategy):
     for name in kept_names(args.stages):
         with strategy.scope():
             model = build_model(args)
-        model.load_weights(kept_path(args, name))
+        with np.load(kept_path(args, name)) as saved:
+            model.set_weights([saved[key] for key in sorted(saved.files)])
         models[name] = model
     return models
 
