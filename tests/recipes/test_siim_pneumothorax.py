@@ -82,13 +82,13 @@ def test_bad_flags_are_named(tmp_path, capsys, flags, message):
     assert message in capsys.readouterr().err
 
 
-# A short schedule with the demo's shape: a kept model at 64 px and one at 96 px.
+# A short schedule: the demo's first stage kept as "64", then a 96 px Dice stage with
+# accumulation and SWA kept as "96" (two compiles; the demo's own five take minutes).
 SHORT_STAGES = [
-    {"size": 64, "epochs": 6, "batch_size": 8, "loss": "bce_dice", "learning_rate": 3e-3},
-    {"size": 64, "epochs": 2, "batch_size": 8, "loss": "focal", "learning_rate": 3e-4,
-     "swa_from_epoch": 1, "keep": True},
-    {"size": 96, "epochs": 2, "batch_size": 4, "accumulation": 2, "loss": "dice",
-     "learning_rate": 3e-4, "swa_from_epoch": 2, "keep": True},
+    {"size": 64, "epochs": 8, "batch_size": 8, "loss": "bce_dice", "learning_rate": 3e-3,
+     "keep": True},
+    {"size": 96, "epochs": 3, "batch_size": 4, "accumulation": 2, "loss": "dice",
+     "learning_rate": 1e-3, "swa_from_epoch": 3, "keep": True},
 ]
 
 
@@ -106,16 +106,18 @@ def test_demo_learns_and_its_outputs_decode_and_serve(tmp_path):
                  os.path.join("checkpoints", "progress.json"), "train_headers.csv",
                  os.path.join("models", "model_64.keras"),
                  os.path.join("models", "model_96.keras"),
-                 os.path.join("best", "stage3_96px", "best_loss.weights.h5")):
+                 os.path.join("best", "stage2_96px", "best_loss.weights.h5")):
         assert os.path.exists(os.path.join(out, name)), name
     with open(os.path.join(out, "results.json")) as handle:
         assert json.load(handle)["models"].keys() == {"64", "96", "ensemble"}
-    # Half the demo's validation images are healthy: predicting nothing scores 0.5. Each
-    # kept model and the submitted ensemble must beat it clearly.
+    # Half the demo's validation images are healthy: predicting nothing scores 0.5. The
+    # models must beat it clearly (the 8-epoch 64 px model less so than the 96 px one).
     baseline = results["baseline"]["dice"]
-    assert baseline == 0.5 and results["submitted"] == "ensemble"
-    for name in ("64", "96", "ensemble"):
-        assert results["models"][name]["dice"] > baseline + 0.15, (name, results["models"])
+    assert baseline == 0.5 and results["baseline"]["iou"] == 0.5
+    assert results["submitted"] == "ensemble"
+    assert results["models"]["64"]["dice"] > baseline + 0.05, results["models"]
+    for name in ("96", "ensemble"):
+        assert results["models"][name]["dice"] > baseline + 0.2, (name, results["models"])
     assert results["dice"] == results["models"]["ensemble"]["dice"]
     assert results["threshold"] in (0.3, 0.4, 0.5, 0.6, 0.7)
 
