@@ -284,6 +284,21 @@ def write_masks(args, headers, rles):
     return records
 
 
+def data_paths(data_dir):
+    return {"train_dir": os.path.join(data_dir, "dicom-images-train"),
+            "test_dir": os.path.join(data_dir, "dicom-images-test"),
+            "rle_csv": os.path.join(data_dir, "train-rle.csv")}
+
+
+def prepare(args):
+    """Convert the DICOMs, decode the masks and split: ``(headers, train, val)``."""
+    paths = data_paths(args.data_dir)
+    headers = convert(args, paths)
+    records = write_masks(args, headers, read_rle_csv(paths["rle_csv"]))
+    train, val = split(args, records)
+    return headers, train, val
+
+
 def split(args, records):
     import keras_seg_extras as kse
 
@@ -480,9 +495,6 @@ def main(argv=None):
         print(f"[demo] SIIM-shaped data in {args.data_dir}: {demo['train_images']} train "
               f"images ({demo['train_positive']} with a mask), {demo['test_images']} test, "
               f"{args.demo_image_size} px")
-    paths = {"train_dir": os.path.join(args.data_dir, "dicom-images-train"),
-             "test_dir": os.path.join(args.data_dir, "dicom-images-test"),
-             "rle_csv": os.path.join(args.data_dir, "train-rle.csv")}
     with open(os.path.join(args.output_dir, "config.json"), "w") as handle:
         json.dump(config, handle, indent=2)
 
@@ -491,9 +503,7 @@ def main(argv=None):
     import keras_seg_extras as kse
 
     keras.utils.set_random_seed(args.seed)
-    headers = convert(args, paths)
-    records = write_masks(args, headers, read_rle_csv(paths["rle_csv"]))
-    train, val = split(args, records)
+    headers, train, val = prepare(args)
 
     strategy = kse.training.distribute.strategy()
     with strategy.scope():

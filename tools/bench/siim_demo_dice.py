@@ -17,16 +17,10 @@ import siim_pneumothorax as recipe  # noqa: E402
 
 out, name = sys.argv[1], sys.argv[2]
 args = recipe.parse_args(["--demo", "--output-dir", out, "--workers", "1"])
-paths = {"train_dir": os.path.join(args.data_dir, "dicom-images-train"),
-         "test_dir": os.path.join(args.data_dir, "dicom-images-test"),
-         "rle_csv": os.path.join(args.data_dir, "train-rle.csv")}
 import keras_seg_extras as kse  # noqa: E402
 
-headers = recipe.convert(args, paths)
-records = recipe.write_masks(args, headers, recipe.read_rle_csv(paths["rle_csv"]))
-train, val = recipe.split(args, records)
-model = recipe.build_model(args)
-model.load_weights(recipe.kept_path(args, name))
+_, train, val = recipe.prepare(args)
+model = recipe.load_kept_models(args, kse.training.distribute.strategy())[name]
 size = int(name)
 
 
