@@ -16,7 +16,9 @@ stratified and grouped split, training, submission) runs on it:
   training set, so no test pixel is ever trained on;
 - each nucleus becomes its own CSV row, so the decoder has to union several rows;
 - images are written as 12-bit MONOCHROME2 DICOMs with a window in the header, and the
-  patients' sex, age and view position are filled in.
+  patients' sex, age and view position are filled in;
+- ``size`` (default 128, the tile itself) upsamples each tile (bilinear, masks nearest) to
+  SIIM-sized files, e.g. 1024 px to measure the memory of a run on real-sized DICOMs.
 """
 
 import csv
@@ -40,8 +42,13 @@ def _tiles(array):
             for r in range(0, rows, TILE) for c in range(0, cols, TILE)]
 
 
-def build_demo_dataset(root, seed=0):
+def build_demo_dataset(root, seed=0, size=TILE):
     """Write the demo dataset under ``root`` (skipped when ``root/train-rle.csv`` exists).
+
+    Args:
+        root: output folder.
+        seed: seed of the patients' sex, age and view position.
+        size: side of the written DICOMs (the 128 px tiles are resized to it).
 
     Returns:
         A dict with the paths: ``train_dir``, ``test_dir``, ``rle_csv``, and the counts
@@ -71,6 +78,10 @@ def build_demo_dataset(root, seed=0):
         sex = "MF"[int(rng.integers(2))]
         age = int(rng.integers(18, 90))
         view = ("PA", "AP")[int(rng.integers(2))]
+        if size != TILE:
+            tile = cv2.resize(tile, (size, size), interpolation=cv2.INTER_LINEAR)
+            ids = cv2.resize(ids.astype("float32"), (size, size),
+                             interpolation=cv2.INTER_NEAREST).astype(ids.dtype)
         for v, (variant, transform) in enumerate(VARIANTS.items()):
             pixels = (transform(tile).astype("uint16") * 16)  # 8-bit -> 12-bit range
             uid = f"{_UID_ROOT}.{patient}.{v}"

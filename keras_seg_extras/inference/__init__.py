@@ -13,6 +13,12 @@ from keras_seg_extras.inference.postprocess import (  # noqa: F401
     postprocess,
     remove_small_components,
 )
+from keras_seg_extras.inference.postprocess_search import (  # noqa: F401
+    PostprocessingSearch,
+    postprocess_at_size,
+    resize_probabilities,
+    scale_min_area,
+)
 from keras_seg_extras.inference.redundancy import (  # noqa: F401
     keep_uniform_frames,
     object_mean_ious,

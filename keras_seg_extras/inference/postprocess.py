@@ -11,8 +11,11 @@ Order of :func:`postprocess`, per image and per channel:
 
 1. ``mask = probabilities > threshold`` (strictly greater);
 2. empty rule: if ``mask.sum() < min_pixels`` the mask becomes all zero;
-3. connected components (8-connectivity by default) with fewer than ``min_area`` pixels are
-   removed.
+3. connected components (8-connectivity by default) of at most ``min_area`` pixels are
+   removed: a component is kept when its area is strictly larger than ``min_area``, the rule of
+   the report author's code (``if component.sum() > min_size``), so ``min_area=2000`` removes a
+   component of exactly 2000 pixels. ``min_area`` may be fractional (an area scaled from a
+   reference size, see :mod:`keras_seg_extras.inference.postprocess_search`).
 
 Shapes: (H, W), (H, W, C) or (B, H, W, C). A batch of single-channel maps must therefore carry
 its channel axis: (B, H, W, 1). Channels are processed independently (sigmoid / multi-label
@@ -45,36 +48,47 @@ def _as_maps(owner, array, argument):
          "must have shape (H, W), (H, W, C) or (B, H, W, C)")
 
 
+def _label_components(binary, connectivity=8):
+    """Connected components of one binary (H, W) uint8 map: ``(labels, areas)``.
+
+    ``labels`` is the int32 (H, W) map (0 = background, 1..n the components, OpenCV's
+    ``connectedComponentsWithStats``); ``areas[k - 1]`` is the pixel count of component k.
+    """
+    import cv2
+
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=connectivity)
+    return labels, stats[1:, cv2.CC_STAT_AREA]
+
+
 def remove_small_components(mask, min_area, connectivity=8):
-    """Zero out the connected components of a binary mask smaller than ``min_area`` pixels.
+    """Zero out the connected components of a binary mask of at most ``min_area`` pixels.
+
+    A component is kept when its area is strictly larger than ``min_area`` (the report
+    author's rule, ``component.sum() > min_size``).
 
     Args:
         mask: binary mask (nonzero = foreground), shape (H, W), (H, W, C) or (B, H, W, C);
             each channel of each image is processed on its own.
-        min_area: components with fewer than this many pixels are removed (0 or 1 keeps all).
+        min_area: components with at most this many pixels are removed (a number >= 0; 0
+            keeps every component; fractional values are allowed).
         connectivity: 8 (diagonal neighbours connect; OpenCV's default) or 4.
 
     Returns:
         A uint8 {0, 1} array of the same shape.
 
     Example:
-        >>> clean = remove_small_components(mask, min_area=2048)
+        >>> clean = remove_small_components(mask, min_area=2000)
     """
     owner = "remove_small_components"
-    min_area = check_number(owner, "min_area", min_area, minimum=0, integer=True)
+    min_area = check_number(owner, "min_area", min_area, minimum=0)
     check_choice(owner, "connectivity", connectivity, (4, 8))
     maps, restore = _as_maps(owner, mask, "mask")
     binary = (maps != 0).astype(np.uint8)
-    if min_area <= 1:
+    if min_area < 1:
         return restore(binary)
-    import cv2
-
     for index in range(binary.shape[0]):
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(binary[index],
-                                                                   connectivity=connectivity)
-        areas = stats[:, cv2.CC_STAT_AREA]
-        keep = areas >= min_area
-        keep[0] = False  # label 0 is the background
+        labels, areas = _label_components(binary[index], connectivity)
+        keep = np.concatenate([[False], areas > min_area])  # label 0 is the background
         binary[index] = keep[labels].astype(np.uint8)
     return restore(binary)
 
@@ -106,7 +120,8 @@ def postprocess(probabilities, threshold=0.5, min_area=0, min_pixels=0, connecti
         probabilities: predicted probabilities, shape (H, W), (H, W, C) or (B, H, W, C).
         threshold: a pixel is foreground when its probability is strictly greater; a number in
             [0, 1], or one per channel.
-        min_area: connected components with fewer pixels are removed (0 keeps all).
+        min_area: connected components of at most this many pixels are removed (0 keeps
+            all; strictly larger components are kept).
         min_pixels: a map with fewer than this many pixels above the threshold is predicted
             empty (the empty-image rule; 0 disables it). Counted before component removal.
         connectivity: 8 or 4, for the components.
@@ -115,7 +130,7 @@ def postprocess(probabilities, threshold=0.5, min_area=0, min_pixels=0, connecti
         A uint8 {0, 1} mask of the same shape.
 
     Example:
-        >>> mask = postprocess(model.predict(images), threshold=0.5, min_area=2048,
+        >>> mask = postprocess(model.predict(images), threshold=0.5, min_area=2000,
         ...                    min_pixels=4096)
     """
     owner = "postprocess"

@@ -38,7 +38,7 @@ def _reference(probabilities, threshold, min_area, min_pixels, connectivity=8):
     labels, count = _components(mask, connectivity)
     out = np.zeros(mask.shape, np.uint8)
     for label in range(1, count + 1):
-        if (labels == label).sum() >= min_area:
+        if (labels == label).sum() > min_area:  # the author's rule: strictly larger is kept
             out[labels == label] = 1
     return out
 
@@ -62,14 +62,20 @@ def test_components_removed_per_class_and_empty_rule():
     probabilities[5:7, 5:7, 1] = 0.8      # 4 pixels in class 1: kept with min_area 3
     probabilities[12, 12:14, 1] = 0.51    # 2 pixels
     probabilities[13, 14, 1] = 0.7        # diagonal neighbour: 3 with 8-connectivity
-    out = postprocess(probabilities, threshold=0.5, min_area=3)
+    out = postprocess(probabilities, threshold=0.5, min_area=2)
     assert out[..., 0].sum() == 9 and out[10, 10, 0] == 0
     assert out[..., 1].sum() == 7 and out[13, 14, 1] == 1 and out[5, 5, 1] == 1
-    out4 = postprocess(probabilities, threshold=0.5, min_area=3, connectivity=4)
+    out4 = postprocess(probabilities, threshold=0.5, min_area=2, connectivity=4)
     # With 4-connectivity the diagonal chain splits into 2 + 1 pixels: both removed.
     assert out4[..., 1].sum() == 4 and out4[13, 14, 1] == 0 and out4[12, 12, 1] == 0
-    out5 = postprocess(probabilities, threshold=0.5, min_area=5)
+    # A component of exactly min_area pixels is removed (strictly larger is kept).
+    out3 = postprocess(probabilities, threshold=0.5, min_area=3)
+    assert out3[..., 1].sum() == 4 and out3[13, 14, 1] == 0 and out3[5, 5, 1] == 1
+    out5 = postprocess(probabilities, threshold=0.5, min_area=4)
     assert out5[..., 1].sum() == 0 and out5[..., 0].sum() == 9
+    # Fractional minimum areas (scaled from a reference size) follow the same rule.
+    assert postprocess(probabilities, threshold=0.5, min_area=2.5)[..., 1].sum() == 7
+    assert postprocess(probabilities, threshold=0.5, min_area=3.5)[..., 1].sum() == 4
     # Empty rule: class 1 has 4 + 3 = 7 pixels above 0.5, class 0 has 10.
     emptied = postprocess(probabilities, threshold=0.5, min_pixels=8)
     assert emptied[..., 1].sum() == 0 and emptied[..., 0].sum() == 10
@@ -79,8 +85,9 @@ def test_edge_cases():
     zeros = np.zeros((8, 8), "float32")
     ones = np.ones((8, 8), "float32")
     assert postprocess(zeros, min_area=1).sum() == 0
-    assert postprocess(ones, threshold=0.5, min_area=64).sum() == 64
-    assert postprocess(ones, threshold=0.5, min_area=65).sum() == 0
+    assert postprocess(ones, threshold=0.5, min_area=63).sum() == 64
+    assert postprocess(ones, threshold=0.5, min_area=64).sum() == 0
+    assert postprocess(ones, threshold=0.5, min_area=0.5).sum() == 64
     # Strictly greater than the threshold: probability exactly 0.5 is background; 1.0 with
     # threshold 1.0 too.
     assert postprocess(np.full((4, 4), 0.5), threshold=0.5).sum() == 0
@@ -98,8 +105,9 @@ def test_helpers_keep_shape():
     mask = np.zeros((2, 6, 6, 1), np.uint8)
     mask[0, :2, :2, 0] = 1
     mask[1, 5, 5, 0] = 1
-    np.testing.assert_array_equal(remove_small_components(mask, 2)[1], 0)
-    np.testing.assert_array_equal(remove_small_components(mask, 2)[0], mask[0])
+    np.testing.assert_array_equal(remove_small_components(mask, 1)[1], 0)
+    np.testing.assert_array_equal(remove_small_components(mask, 3)[0], mask[0])
+    np.testing.assert_array_equal(remove_small_components(mask, 4)[0], 0)
     emptied = apply_empty_rule(mask, 2)
     assert emptied[0].sum() == 4 and emptied[1].sum() == 0
     np.testing.assert_array_equal(remove_small_components(mask, 0), mask)
@@ -110,6 +118,7 @@ def test_helpers_keep_shape():
     (lambda: postprocess(np.zeros((4, 4)), threshold=1.5), r"`threshold` must be <= 1.0; received 1.5"),
     (lambda: postprocess(np.zeros((4, 4, 2)), threshold=[0.5]), r"`threshold` must be a number"),
     (lambda: postprocess(np.zeros((4, 4)), min_area=-1), r"`min_area` must be >= 0; received -1"),
+    (lambda: postprocess(np.zeros((4, 4)), min_area=float("nan")), r"`min_area` must be finite"),
     (lambda: postprocess(np.zeros((4, 4)), min_pixels=2.5), r"`min_pixels` must be an integer"),
     (lambda: postprocess(np.zeros((4, 4)), connectivity=6), r"`connectivity` must be one of 4, 8"),
     (lambda: postprocess(np.array([["a"]])), r"`probabilities` must be numeric"),
