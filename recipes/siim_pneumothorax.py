@@ -94,20 +94,21 @@ def _floats(text):
 EXPORT_FILES = {"tf_saved_model": "saved_model", "onnx": "model.onnx", "litert": "model.tflite"}
 
 
-def export_artifacts(served, output_dir, formats, threshold):
-    """Write the submitted model with ``threshold`` inside in each of ``formats``.
+def export_artifacts(served, output_dir, formats, threshold, multiple=1):
+    """Write ``served`` with ``threshold`` inside in each of ``formats``.
 
-    ``served`` already holds the h-flip TTA and each member's resize in its graph, so every
-    input size is served as it is (``multiple=1``); each artifact is checked against Keras by
-    its own runtime at export time. Component removal is NumPy/OpenCV and stays outside
-    (``kse.inference.postprocess_at_size``).
+    The recipe's submitted model already holds the h-flip TTA and each member's resize in its
+    graph, so every input size is served as it is (``multiple=1``; a bare U-Net++ needs 32);
+    each artifact is checked against Keras by its own runtime at export time. Component
+    removal is NumPy/OpenCV and stays outside (``kse.inference.postprocess_at_size``).
     """
     import keras_seg_extras as kse
 
     paths = {}
     for fmt in formats:
         paths[fmt] = os.path.join(output_dir, EXPORT_FILES[fmt])
-        kse.export_model(served, paths[fmt], format=fmt, threshold=threshold, multiple=1)
+        kse.export_model(served, paths[fmt], format=fmt, threshold=threshold,
+                         multiple=multiple)
         print(f"[export] {fmt} with threshold {threshold} -> {paths[fmt]}")
     return paths
 

@@ -17,6 +17,7 @@ label) mask keeps its values.
 """
 
 import copy
+import os
 import threading
 
 import numpy as np
@@ -24,6 +25,11 @@ import numpy as np
 from keras_seg_extras._common import check_number, fail
 
 _MODULE = "kse.data.augment"
+
+# albumentations asks PyPI for its latest version when it is first imported; the package
+# never reaches the network at run time, so that check is switched off (a user's own
+# setting of the variable wins).
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 def siim_preset(image_size, flip_p=0.5, intensity_p=0.3, distortion_p=0.3, crop_p=0.25,

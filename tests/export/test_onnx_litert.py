@@ -182,7 +182,7 @@ def test_siim_recipe_writes_each_requested_format(members, tmp_path):
     spec.loader.exec_module(recipe)
     args = recipe.parse_args(["--demo", "--export-formats", "onnx", "tf_saved_model"])
     assert args.export_formats == ["onnx", "tf_saved_model"]
-    paths = recipe.export_artifacts(members[1], str(tmp_path), ["litert"], 0.3)
+    paths = recipe.export_artifacts(members[1], str(tmp_path), ["litert"], 0.3, multiple=32)
     assert paths == {"litert": str(tmp_path / "model.tflite")}
     assert os.path.isfile(paths["litert"])
     with pytest.raises(SystemExit):
