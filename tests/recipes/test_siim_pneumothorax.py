@@ -106,8 +106,13 @@ def test_demo_learns_and_its_outputs_decode_and_serve(tmp_path):
                  os.path.join("checkpoints", "progress.json"), "train_headers.csv",
                  os.path.join("models", "model_64.keras"),
                  os.path.join("models", "model_96.keras"),
-                 os.path.join("best", "stage2_96px", "best_loss.weights.h5")):
+                 os.path.join("best", "stage2_96px", "best_loss.weights.npz")):
         assert os.path.exists(os.path.join(out, name)), name
+    # Best-epoch checkpoints hold the model's weights alone (no optimizer, accumulation or
+    # SWA state, which made them 8x larger): the same arrays as the kept model.
+    with np.load(os.path.join(out, "best", "stage2_96px", "best_loss.weights.npz")) as best, \
+            np.load(os.path.join(out, "models", "model_96.weights.npz")) as kept:
+        assert [best[k].shape for k in best.files] == [kept[k].shape for k in kept.files]
     with open(os.path.join(out, "results.json")) as handle:
         assert json.load(handle)["models"].keys() == {"64", "96", "ensemble"}
     # Half the demo's validation images are healthy: predicting nothing scores 0.5. The
