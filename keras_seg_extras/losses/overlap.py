@@ -413,12 +413,12 @@ class _OverlapLossBase(keras.losses.Loss):
     Sample weights with ``per_image=False``: per-image (B,) or per-pixel (B, H, W) weights go
     into the sums of the loss (``_loss(..., sample_weight)``), never onto the batch's single
     value; see the module docstring. Scalar weights and Keras masks take Keras's own path.
+
+    Each concrete class defines ``_loss(y_true, y_pred, sample_weight=None)``, a call of its
+    pure function with the stored arguments.
     """
 
     _arguments = ()
-
-    def _loss(self, y_true, y_pred, sample_weight=None):
-        raise NotImplementedError
 
     def call(self, y_true, y_pred):
         return self._loss(y_true, y_pred)
