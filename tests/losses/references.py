@@ -233,8 +233,16 @@ def tilted_cross_entropy(labels, logits, t, level="image", ignore=None, weights=
     return float(np.dot(per_image, image_weights) / total) if total > 0 else 0.0
 
 
-def locally_adaptive(labels, logits, kernel_size=3, minkowski_k=3, ignore=None, eps=1e-6):
-    """Paper 004, eqs. 2-5 as loops (stride 1, xi = count of same-label points); (B,)."""
+def locally_adaptive(labels, logits, kernel_size=3, minkowski_k=3, ignore=None, stride=1,
+                     normalize_by="count", eps=1e-6):
+    """Paper 004, eqs. 2-5 as loops over images, centres and window offsets; (B,).
+
+    Same-label neighbours pooled with the chessboard weights 2^(1-d), divided by xi (their
+    count, or with ``normalize_by="weight"`` their summed weight), softmax cross-entropy of
+    the pooled z-scores, Minkowski pooling with exponent ``minkowski_k`` per image (0 for an
+    image without a valid centre).
+    """
+    labels = np.asarray(labels)
     z = np.asarray(logits, "float64")
     batch, height, width, _ = z.shape
     x = (z - z.mean(-1, keepdims=True)) / np.sqrt(z.var(-1, keepdims=True) + eps)
@@ -242,20 +250,24 @@ def locally_adaptive(labels, logits, kernel_size=3, minkowski_k=3, ignore=None, 
     result = []
     for b in range(batch):
         losses = []
-        for i in range(height):
-            for j in range(width):
+        for i in range(0, height, stride):
+            for j in range(0, width, stride):
                 label = labels[b, i, j]
-                if label == ignore:
+                if ignore is not None and label == ignore:
                     continue
-                pooled, count = np.zeros(z.shape[-1]), 0
+                pooled, xi = np.zeros(z.shape[-1]), 0.0
                 for u in range(-r, r + 1):
                     for v in range(-r, r + 1):
                         ii, jj = i + u, j + v
-                        if 0 <= ii < height and 0 <= jj < width and labels[b, ii, jj] == label:
-                            pooled += 2.0 ** (1 - max(abs(u), abs(v))) * x[b, ii, jj]
-                            count += 1
-                losses.append(-log_softmax(pooled / count)[label])
-        result.append(np.mean(np.asarray(losses) ** minkowski_k) ** (1 / minkowski_k)
+                        if not (0 <= ii < height and 0 <= jj < width):
+                            continue
+                        if labels[b, ii, jj] != label:  # also drops ignored neighbours
+                            continue
+                        weight = 2.0 ** (1 - max(abs(u), abs(v)))
+                        pooled += weight * x[b, ii, jj]
+                        xi += 1.0 if normalize_by == "count" else weight
+                losses.append(-log_softmax(pooled / xi)[label])
+        result.append(np.mean(np.asarray(losses) ** minkowski_k) ** (1.0 / minkowski_k)
                       if losses else 0.0)
     return np.asarray(result)
 

@@ -9,44 +9,15 @@ import tensorflow as tf
 
 import keras_seg_extras as kse
 from keras_seg_extras.losses import LocallyAdaptiveLoss, locally_adaptive_loss
+from tests.losses import references as R
 
 EPS = 1e-6  # the documented epsilon added to the variance of the z-score
 
 
 def reference_loss(labels, logits, kernel_size, stride, minkowski_k, normalize_by, ignore_index):
-    """Eqs. 2-5 of paper 004 written as loops over images, centres and window offsets."""
-    labels = np.asarray(labels)
-    z = np.asarray(logits, dtype="float64")
-    batch, height, width, _ = z.shape
-    x = (z - z.mean(-1, keepdims=True)) / np.sqrt(z.var(-1, keepdims=True) + EPS)
-    r = kernel_size // 2
-    result = []
-    for b in range(batch):
-        losses = []
-        for i in range(0, height, stride):
-            for j in range(0, width, stride):
-                label = labels[b, i, j]
-                if ignore_index is not None and label == ignore_index:
-                    continue
-                pooled, xi = np.zeros(z.shape[-1]), 0.0
-                for u in range(-r, r + 1):
-                    for v in range(-r, r + 1):
-                        ii, jj = i + u, j + v
-                        if not (0 <= ii < height and 0 <= jj < width):
-                            continue
-                        if labels[b, ii, jj] != label:  # also drops ignored neighbours
-                            continue
-                        weight = 2.0 ** (1 - max(abs(u), abs(v)))
-                        pooled += weight * x[b, ii, jj]
-                        xi += 1.0 if normalize_by == "count" else weight
-                f = pooled / xi
-                top = f.max()
-                losses.append(top + np.log(np.exp(f - top).sum()) - f[label])
-        if losses:
-            result.append(np.mean(np.asarray(losses) ** minkowski_k) ** (1.0 / minkowski_k))
-        else:
-            result.append(0.0)
-    return np.asarray(result)
+    """Eqs. 2-5 of paper 004 written as loops (the shared NumPy reference), per image."""
+    return R.locally_adaptive(labels, logits, kernel_size, minkowski_k, ignore_index, stride,
+                              normalize_by, eps=EPS)
 
 
 def make_inputs(rng, batch=2, height=9, width=11, classes=4, ignore_index=255):
