@@ -52,6 +52,7 @@ from keras_seg_extras._common import (
     check_number,
     check_optional_int,
     fail,
+    faulty_to_nan,
     num_channels,
     register,
     static_rank,
@@ -522,7 +523,7 @@ def locally_adaptive_loss(y_true, y_pred, kernel_size=5, stride=1, minkowski_k=3
     loss = _minkowski_per_image(loss_map, centre_labels >= 0, minkowski_k)
     # x is NaN at every pixel whose prediction holds a NaN or an infinity (ignored pixels too).
     bad_prediction = ops.logical_not(ops.all(ops.isfinite(x[..., 0]), axis=(1, 2)))
-    return ops.where(ops.logical_or(label_faults, bad_prediction), np.nan, loss)
+    return faulty_to_nan(loss, ops.logical_or(label_faults, bad_prediction))
 
 
 def _resolve_implementation(implementation, labels):
