@@ -46,6 +46,13 @@ def call_member(owner, argument, member, *args, **kwargs):
         raise ValueError(f"{owner}: member `{argument}` ({name}) failed: {error}") from error
 
 
+def check_flag(owner, argument, value):
+    """A boolean argument must be a real ``bool`` (not 0/1, not a string such as ``"no"``)."""
+    if not isinstance(value, bool):
+        fail(owner, argument, value, "must be True or False")
+    return value
+
+
 def check_choice(owner, argument, value, choices):
     if value not in choices:
         fail(owner, argument, value, f"must be one of {', '.join(repr(c) for c in choices)}")
@@ -381,3 +388,19 @@ def per_sample_weight(sample_weight, value_rank):
     if len(sample_weight.shape) != 1:
         return sample_weight
     return ops.reshape(sample_weight, (-1,) + (1,) * (value_rank - 1))
+
+
+def scale_for_distribution(value):
+    """Divide by the number of replicas inside a ``tf.distribute`` replica context.
+
+    Keras' own ``Loss`` does this for non-scalar losses; a scalar returned from ``call``
+    would skip it, so losses that reduce themselves apply it (gradients are summed over
+    replicas).
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            value = value * (1.0 / replicas)
+    return value

@@ -6,9 +6,9 @@ Paper 003 (section 4.1.6) trains most stages with binary cross-entropy plus Dice
 import keras
 from keras import ops
 
-from keras_seg_extras._common import call_member, check_number, check_vector, fail, register
-from keras_seg_extras.losses.overlap import _overlap_loss, _pixel_weights, check_flag
-from keras_seg_extras.losses.tilted import _scale_for_distribution
+from keras_seg_extras._common import (call_member, check_flag, check_number, check_vector, fail,
+                                      register, scale_for_distribution)
+from keras_seg_extras.losses.overlap import _overlap_loss, _pixel_weights
 
 
 def _resolve_member(owner, index, member):
@@ -193,7 +193,7 @@ class BCEDiceLoss(keras.losses.Loss):
                 return ops.cast(values, self.dtype)
             total = ops.sum(values)
             if self.reduction != "sum":
-                total = _scale_for_distribution(total / ops.cast(ops.shape(values)[0], "float32"))
+                total = scale_for_distribution(total / ops.cast(ops.shape(values)[0], "float32"))
             return ops.cast(total, self.dtype)
 
     def get_config(self):

@@ -30,6 +30,7 @@ from keras import ops
 from keras_seg_extras._common import (
     as_float32,
     check_choice,
+    check_flag,
     check_number,
     check_optional_int,
     concrete_numpy,
@@ -37,19 +38,12 @@ from keras_seg_extras._common import (
     nan_if_any_nan,
     num_channels,
     register,
+    scale_for_distribution,
     segmentation_targets,
     static_rank,
 )
-from keras_seg_extras.losses.tilted import _scale_for_distribution
 
 MODES = ("binary", "multilabel", "multiclass")
-
-
-def check_flag(owner, argument, value):
-    """A boolean argument must be a real bool (not 0/1, not a string)."""
-    if not isinstance(value, bool):
-        fail(owner, argument, value, "must be True or False")
-    return value
 
 
 def _prediction(owner, y_pred, mode):
@@ -433,7 +427,7 @@ class _OverlapLossBase(keras.losses.Loss):
                 value = ops.cast(self._loss(y_true, y_pred, sample_weight), self.dtype)
         if (not self.per_image and not masked
                 and self.reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight")):
-            value = _scale_for_distribution(value)
+            value = scale_for_distribution(value)
         return value
 
     def get_config(self):

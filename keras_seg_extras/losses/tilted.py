@@ -26,6 +26,7 @@ from keras_seg_extras._common import (
     nan_if_any_nan,
     num_channels,
     register,
+    scale_for_distribution,
     segmentation_targets,
     static_rank,
 )
@@ -182,21 +183,6 @@ def _tilted_value(owner, per_class, targets, valid, t, level, sample_weight):
     return ops.where(total > 0, value, ops.zeros_like(value))
 
 
-def _scale_for_distribution(value):
-    """Divide by the number of replicas inside a ``tf.distribute`` replica context.
-
-    Keras' own ``Loss`` does this for non-scalar losses; a scalar returned from ``call``
-    would skip it, so the tilted loss applies it itself (gradients are summed over replicas).
-    """
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if replicas > 1:
-            value = value * (1.0 / replicas)
-    return value
-
-
 @register
 class TiltedCrossEntropy(keras.losses.Loss):
     """Tilted cross-entropy (TCE) loss for semantic segmentation (paper 002, eqs. 2-3).
@@ -247,7 +233,7 @@ class TiltedCrossEntropy(keras.losses.Loss):
         with keras.name_scope(self.name):
             value = _tilted(type(self).__name__, y_true, y_pred, self.t, self.level,
                             self.from_logits, self.ignore_index, sample_weight)
-            return _scale_for_distribution(value)
+            return scale_for_distribution(value)
 
     def call(self, y_true, y_pred):
         return _tilted(type(self).__name__, y_true, y_pred, self.t, self.level,

@@ -14,6 +14,7 @@ from keras import ops
 
 from keras_seg_extras._common import (
     as_float32,
+    check_flag,
     check_number,
     check_optional_int,
     fail,
@@ -23,7 +24,6 @@ from keras_seg_extras._common import (
     segmentation_targets,
     static_rank,
 )
-from keras_seg_extras.losses.overlap import check_flag
 
 
 class _BinaryOverlapMetric(keras.metrics.Metric):
