@@ -1,4 +1,4 @@
-"""The suite's network guard (tests/conftest.py): non-loopback connections fail loudly."""
+"""The suite's network guard (conftest.py at the repository root; it covers the doctests too): non-loopback connections fail loudly."""
 
 import socket
 import urllib.request

@@ -2,7 +2,7 @@
 
 :func:`inspect_image_bytes` walks a PNG, JPEG, GIF or BMP file to its end (PNG chunk lengths
 and critical-chunk CRCs, JPEG segments to the end-of-image marker, the GIF trailer, the BMP
-row data) and raises :class:`BadFile` with the reason; :func:`role_problem` says why a
+row data) and raises :class:`BadFile` with the reason; ``_role_problem`` says why a
 well-formed file would still be read wrongly as an image, a mask or a label map. Used by
 :mod:`keras_seg_extras.data.file_check`.
 """
@@ -169,7 +169,7 @@ def inspect_image_bytes(data):
                   f"with {bytes(data[:8])!r}")
 
 
-def role_problem(header, role):
+def _role_problem(header, role):
     """Why a well-formed file would still be read wrongly in ``role``, or None."""
     kind = header["format"]
     if role.png_only and kind != "PNG":
@@ -206,7 +206,7 @@ def inspect_image_file(path, role):
         raise BadFile(f"cannot be read ({type(error).__name__}: {error.strerror or error})") \
             from None
     header = inspect_image_bytes(data)
-    problem = role_problem(header, role)
+    problem = _role_problem(header, role)
     if problem:
         raise BadFile(problem)
     return header

@@ -29,9 +29,9 @@ import numpy as np
 from keras_seg_extras._common import check_number, fail
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-NUM_REGIONS = 116
+_NUM_REGIONS = 116
 #: Consecutive axial slices per slab in the train/validation split.
-SLAB_THICKNESS = 10
+_SLAB_THICKNESS = 10
 
 
 @functools.lru_cache(maxsize=1)
@@ -74,21 +74,21 @@ def region_names(num_classes=117):
     """
     num_classes = _check_num_classes("kse.datasets.brain.region_names", num_classes)
     names = ("background",) + _region_table()
-    if num_classes == NUM_REGIONS + 1:
+    if num_classes == _NUM_REGIONS + 1:
         return list(names)
     table = _fold_table(num_classes)
-    return ["background"] + ["+".join(names[r] for r in range(1, NUM_REGIONS + 1) if table[r] == k)
+    return ["background"] + ["+".join(names[r] for r in range(1, _NUM_REGIONS + 1) if table[r] == k)
                              for k in range(1, num_classes)]
 
 
 def _check_num_classes(owner, num_classes):
-    return check_number(owner, "num_classes", num_classes, minimum=2, maximum=NUM_REGIONS + 1,
+    return check_number(owner, "num_classes", num_classes, minimum=2, maximum=_NUM_REGIONS + 1,
                         integer=True)
 
 
 def _fold_table(num_classes):
-    regions = np.arange(NUM_REGIONS + 1)
-    table = 1 + ((regions - 1) * (num_classes - 1)) // NUM_REGIONS
+    regions = np.arange(_NUM_REGIONS + 1)
+    table = 1 + ((regions - 1) * (num_classes - 1)) // _NUM_REGIONS
     table[0] = 0
     return table.astype("uint8")
 
@@ -122,8 +122,8 @@ def fold_regions(labels, num_classes):
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):
         fail(owner, "labels", labels.dtype, "must hold integers (AAL region ids)")
-    if labels.size and (labels.min() < 0 or labels.max() > NUM_REGIONS):
-        bad = labels[(labels < 0) | (labels > NUM_REGIONS)]
+    if labels.size and (labels.min() < 0 or labels.max() > _NUM_REGIONS):
+        bad = labels[(labels < 0) | (labels > _NUM_REGIONS)]
         fail(owner, "labels", int(bad[0]), "must lie in 0..116")
     return _fold_table(num_classes)[labels]
 
@@ -146,7 +146,7 @@ def _nearest_index(size_in, size_out):
                       size_in - 1)
 
 
-def resize_slices(images, labels, image_size):
+def _resize_slices(images, labels, image_size):
     """Resize (N, H, W) square slices: images bilinear (rounded uint8), labels nearest."""
     size_in = images.shape[1]
     if size_in == image_size:
@@ -167,7 +167,7 @@ def labelled_slices():
 def slab_split(validation_fraction=0.2):
     """Which labelled axial slices go to training and which to validation.
 
-    The labelled slices (in z order) are cut into slabs of ``SLAB_THICKNESS``; the number of
+    The labelled slices (in z order) are cut into slabs of 10 consecutive slices; the number of
     validation slabs is ``round(validation_fraction * number_of_slabs)`` (at least one when the
     fraction is > 0), slab ``floor((j + 0.5) * number_of_slabs / k)`` for j = 0..k-1.
 
@@ -178,12 +178,12 @@ def slab_split(validation_fraction=0.2):
     validation_fraction = check_number(owner, "validation_fraction", validation_fraction,
                                        minimum=0.0, maximum=1.0, max_inclusive=False)
     slices = labelled_slices()
-    num_slabs = -(-len(slices) // SLAB_THICKNESS)
+    num_slabs = -(-len(slices) // _SLAB_THICKNESS)
     count = int(round(validation_fraction * num_slabs))
     if validation_fraction > 0:
         count = min(max(count, 1), num_slabs - 1)
     chosen = [int(np.floor((j + 0.5) * num_slabs / count)) for j in range(count)]
-    slab_of = np.arange(len(slices)) // SLAB_THICKNESS
+    slab_of = np.arange(len(slices)) // _SLAB_THICKNESS
     is_val = np.isin(slab_of, chosen)
     return slices[~is_val], slices[is_val]
 
@@ -197,8 +197,8 @@ def _slices(z, image_size, num_classes):
     padding = ((0, 0), (pad_rows // 2, pad_rows - pad_rows // 2),
                (pad_cols // 2, pad_cols - pad_cols // 2))
     x, y = np.pad(x, padding), np.pad(y, padding)
-    x, y = resize_slices(x, y, image_size)
-    if num_classes != NUM_REGIONS + 1:
+    x, y = _resize_slices(x, y, image_size)
+    if num_classes != _NUM_REGIONS + 1:
         y = fold_regions(y, num_classes)
     return np.ascontiguousarray(x[..., None]), np.ascontiguousarray(y[..., None])
 

@@ -17,9 +17,6 @@ import numpy as np
 from keras_seg_extras._common import check_number, fail
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-IMAGE_SIZE = 512
-#: Top-left corner (row, column) of the validation quadrant.
-VALIDATION_ORIGIN = (256, 256)
 _QUADRANT = 256
 
 

@@ -20,10 +20,11 @@ probabilities > threshold when ``threshold`` is given.
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from keras_seg_extras._common import fail
+from keras_seg_extras._common import OptionalModule, fail
 from keras_seg_extras.inference.tta import with_tta
+
+tf = OptionalModule("tensorflow", "tf")
 
 #: Endpoint (SavedModel) and signature (LiteRT) name of each input dtype.
 ENDPOINTS = {"float32": "serve", "uint8": "serve_uint8"}

@@ -20,7 +20,7 @@ Outputs are dicts of NumPy arrays (see :func:`bidirectional_tracks`).
 import numpy as np
 
 from keras_seg_extras._common import check_number, fail
-from keras_seg_extras.inference.boxes import as_boxes, box_iou
+from keras_seg_extras.video.boxes import _as_boxes, box_iou
 
 
 def _frame_arrays(owner, frames):
@@ -31,7 +31,7 @@ def _frame_arrays(owner, frames):
         if not isinstance(frame, dict) or "boxes" not in frame:
             fail(owner, f"frames[{t}]", type(frame).__name__,
                  "must be a dict with at least 'boxes'")
-        boxes = as_boxes(owner, f"frames[{t}]['boxes']", frame["boxes"])
+        boxes = _as_boxes(owner, f"frames[{t}]['boxes']", frame["boxes"])
         n = boxes.shape[0]
         scores = np.asarray(frame.get("scores", np.ones(n)), dtype="float64").reshape(-1)
         labels = np.asarray(frame.get("labels", np.zeros(n)), dtype="int64").reshape(-1)
@@ -195,7 +195,7 @@ def vote_label(labels, scores=None):
     return int(candidates[best])
 
 
-def tracklets_from_ids(frames, ids):
+def _tracklets_from_ids(frames, ids):
     """Group detections by tracklet id: ``{id: {"frames": (n,), "detections": (n,)}}``.
 
     A tracklet has at most one detection per frame (the association guarantees it).
@@ -213,7 +213,7 @@ def tracklets_from_ids(frames, ids):
             for k, v in tracklets.items()}
 
 
-def mean_common_iou(parsed, first, second):
+def _mean_common_iou(parsed, first, second):
     """Mean box IoU of two tracklets over the frames where both have a detection.
 
     Returns ``(mean_iou, common_frame_count)``; the mean is 0 when they share no frame.
@@ -267,8 +267,8 @@ def merge_tracklets(frames, forward_ids, backward_ids, *, merge_iou=0.5, min_com
                                           for t in range(len(parsed))):
             fail(owner, name, f"{len(ids)} frames", "must give one id per detection of every "
                                                     "frame, like associate() returns")
-    forward = tracklets_from_ids(parsed, forward_ids)
-    backward = tracklets_from_ids(parsed, backward_ids)
+    forward = _tracklets_from_ids(parsed, forward_ids)
+    backward = _tracklets_from_ids(parsed, backward_ids)
     nodes = [("forward", k) for k in sorted(forward)] + [("backward", k) for k in sorted(backward)]
     index = {node: n for n, node in enumerate(nodes)}
     parent = list(range(len(nodes)))
@@ -281,7 +281,7 @@ def merge_tracklets(frames, forward_ids, backward_ids, *, merge_iou=0.5, min_com
 
     for f_id, f_track in forward.items():
         for b_id, b_track in backward.items():
-            mean, common = mean_common_iou(parsed, f_track, b_track)
+            mean, common = _mean_common_iou(parsed, f_track, b_track)
             if common >= min_common_frames and mean > merge_iou:
                 a, b = find(index[("forward", f_id)]), find(index[("backward", b_id)])
                 if a != b:

@@ -1,4 +1,5 @@
-"""Test-session setup shared by the whole suite.
+"""Test-session setup shared by the whole suite: the tests under tests/ and the doctests of
+keras_seg_extras/ (at the repository root so that both get it, also when only one is run).
 
 Two logical CPU devices are configured before TensorFlow initialises, so that tests can
 compare a 2-replica ``tf.distribute.MirroredStrategy`` against one device on any machine.

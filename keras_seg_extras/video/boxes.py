@@ -9,7 +9,7 @@ import numpy as np
 from keras_seg_extras._common import check_number, fail
 
 
-def as_boxes(owner, argument, boxes):
+def _as_boxes(owner, argument, boxes):
     """Validate an (N, 4) array of ``(x1, y1, x2, y2)`` boxes; return float64."""
     array = np.asarray(boxes, dtype="float64")
     if array.size == 0:
@@ -41,8 +41,8 @@ def box_iou(boxes_a, boxes_b):
     Example:
         >>> box_iou([[0, 0, 2, 2]], [[1, 0, 3, 2]])   # [[1/3]]
     """
-    a = as_boxes("box_iou", "boxes_a", boxes_a)
-    b = as_boxes("box_iou", "boxes_b", boxes_b)
+    a = _as_boxes("box_iou", "boxes_a", boxes_a)
+    b = _as_boxes("box_iou", "boxes_b", boxes_b)
     width = np.clip(np.minimum(a[:, None, 2], b[None, :, 2])
                     - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
     height = np.clip(np.minimum(a[:, None, 3], b[None, :, 3])
@@ -113,7 +113,7 @@ def fuse_boxes(boxes_list, scores_list, labels_list=None, *, iou_threshold=0.55,
 
     rows = []  # (score, model, index, box, label)
     for m in range(models):
-        boxes = as_boxes(owner, f"boxes_list[{m}]", boxes_list[m])
+        boxes = _as_boxes(owner, f"boxes_list[{m}]", boxes_list[m])
         scores = np.asarray(scores_list[m], dtype="float64").reshape(-1)
         if scores.shape[0] != boxes.shape[0]:
             fail(owner, f"scores_list[{m}]", f"{scores.shape[0]} scores",

@@ -9,7 +9,7 @@ is almost as good as on all of them (Fig. 2b: 5 frames ≈ all frames).
 import numpy as np
 
 from keras_seg_extras._common import check_number, fail
-from keras_seg_extras.inference.boxes import as_boxes, box_iou
+from keras_seg_extras.video.boxes import _as_boxes, box_iou
 
 
 def object_mean_ious(video_ids, frame_indices, track_ids, boxes, *, adjacent_only=False):
@@ -34,7 +34,7 @@ def object_mean_ious(video_ids, frame_indices, track_ids, boxes, *, adjacent_onl
         ValueError: lengths differ, or an object has two boxes in one frame.
     """
     owner = "object_mean_ious"
-    boxes = as_boxes(owner, "boxes", boxes)
+    boxes = _as_boxes(owner, "boxes", boxes)
     videos = np.asarray(video_ids).reshape(-1)
     frames = np.asarray(frame_indices).reshape(-1)
     tracks = np.asarray(track_ids).reshape(-1)
