@@ -1,6 +1,6 @@
 """Image + mask augmentation with albumentations 2.0.x, reproducible per element.
 
-:func:`siim_preset` is the augmentation list of paper 003 (4.1.4): horizontal flip; random
+:func:`siim_preset` is the augmentation list of "SIIM-ACR Pneumothorax Segmentation", work report of SIIM's Kaggle competition (2019), section 4.1.4: horizontal flip; random
 contrast, gamma and brightness; a random crop with a zoom of about 0.8; and, because the
 images are medical, elastic transform, grid distortion and optical distortion.
 
@@ -34,7 +34,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 def siim_preset(image_size, flip_p=0.5, intensity_p=0.3, distortion_p=0.3, crop_p=0.25,
                 zoom=0.8):
-    """The augmentation list of paper 003 (4.1.4) as an albumentations ``Compose``.
+    """The augmentation list of the SIIM-ACR work report (2019, section 4.1.4) as an albumentations ``Compose``.
 
     Pipeline (each step independently with its probability):
 

@@ -1,6 +1,7 @@
 """Online tracklet association, bidirectional tracking (BiTrack) and label voting (NumPy).
 
-Paper 001, section 3.4 (BiTrack) and 3.5.4 (label voting). Per-frame detections are linked
+From "1st Place Solution for YouTubeVOS Challenge 2021: Video Instance Segmentation" (technical report, 2021),
+section 3.4 (BiTrack) and 3.5.4 (label voting). Per-frame detections are linked
 into tracklets online, once forward and once backward in time; a forward and a backward
 tracklet that overlap well on the frames they share are the same object and are merged, so
 an object that one direction loses (it starts weak, is occluded, changes appearance) is
@@ -76,7 +77,7 @@ def associate(frames, *, reverse=False, match_threshold=0.5, iou_weight=0.5, mem
        a tracklet but not start one, as in two-threshold trackers;
     6. tracklets whose last match is more than ``memory`` steps back leave the buffer.
 
-    Labels do not block a match (paper 001, 3.5.4: the label consistency criterion is
+    Labels do not block a match (YouTubeVOS 2021 VIS report, 3.5.4: the label consistency criterion is
     relaxed, so a misclassified frame does not break a track; see :func:`vote_label`).
 
     Args:
@@ -96,8 +97,16 @@ def associate(frames, *, reverse=False, match_threshold=0.5, iou_weight=0.5, mem
         detection, -1 for detections left out. Ids are 0, 1, ... in order of creation.
 
     Example:
-        >>> ids = associate(frames)                 # forward
-        >>> ids_back = associate(frames, reverse=True)
+        Two objects; the second is missed in frame 1 and found again in frame 2:
+
+        >>> import numpy as np
+        >>> frames = [
+        ...     {"boxes": np.array([[0, 0, 10, 10], [50, 50, 60, 60]]), "labels": np.array([1, 2])},
+        ...     {"boxes": np.array([[1, 1, 11, 11]]), "labels": np.array([1])},
+        ...     {"boxes": np.array([[2, 2, 12, 12], [51, 51, 61, 61]]), "labels": np.array([1, 2])}]
+        >>> from keras_seg_extras.video import associate
+        >>> associate(frames)
+        [array([0, 1]), array([0]), array([0, 1])]
     """
     owner = "associate"
     check_number(owner, "match_threshold", match_threshold, minimum=-1, maximum=1)
@@ -161,7 +170,7 @@ def associate(frames, *, reverse=False, match_threshold=0.5, iou_weight=0.5, mem
 
 
 def vote_label(labels, scores=None):
-    """The label of a track by voting (paper 001, 3.5.4).
+    """The label of a track by voting (YouTubeVOS 2021 VIS report, section 3.5.4).
 
     Without scores: the most frequent label. With scores: the label with the largest sum
     of detection scores (score-weighted vote). Ties go to the larger count, then the larger
@@ -175,8 +184,11 @@ def vote_label(labels, scores=None):
         int label.
 
     Example:
-        >>> vote_label([3, 3, 5])                      # 3
-        >>> vote_label([3, 3, 5], [0.2, 0.2, 0.9])     # 5
+        >>> from keras_seg_extras.video import vote_label
+        >>> vote_label([3, 3, 5])
+        3
+        >>> vote_label([3, 3, 5], [0.2, 0.2, 0.9])
+        5
     """
     labels = np.asarray(labels, dtype="int64").reshape(-1)
     if labels.size == 0:
@@ -229,7 +241,7 @@ def _mean_common_iou(parsed, first, second):
 
 def merge_tracklets(frames, forward_ids, backward_ids, *, merge_iou=0.5, min_common_frames=1,
                     score_weighted_vote=False):
-    """BiTrack merge (paper 001, 3.4) of forward and backward tracklets into final tracks.
+    """BiTrack merge (YouTubeVOS 2021 VIS report, section 3.4) of forward and backward tracklets into final tracks.
 
     A forward tracklet F and a backward tracklet B are linked when they share at least
     ``min_common_frames`` frames (frames where both have a detection: the paper's "valid
@@ -255,6 +267,14 @@ def merge_tracklets(frames, forward_ids, backward_ids, *, merge_iou=0.5, min_com
         (n,) (index in the frame), ``boxes`` (n, 4), ``scores`` (n,), ``labels`` (n,),
         ``label`` (voted), ``score`` (mean detection score), ``sources`` (list of
         ``("forward" | "backward", tracklet id)``).
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_seg_extras.video import associate, merge_tracklets
+        >>> frames = [{"boxes": np.array([[0, 0, 10, 10]])}, {"boxes": np.array([[1, 1, 11, 11]])}]
+        >>> tracks = merge_tracklets(frames, associate(frames), associate(frames, reverse=True))
+        >>> len(tracks), tracks[0]["frames"], tracks[0]["sources"]
+        (1, array([0, 1]), [('forward', 0), ('backward', 0)])
     """
     owner = "merge_tracklets"
     check_number(owner, "merge_iou", merge_iou, minimum=0, maximum=1, max_inclusive=False)
@@ -353,8 +373,17 @@ def bidirectional_tracks(frames, *, merge_iou=0.5, min_common_frames=1,
         the list of tracks of :func:`merge_tracklets`.
 
     Example:
+        Two objects; the second is missed in frame 1:
+
+        >>> import numpy as np
+        >>> frames = [
+        ...     {"boxes": np.array([[0, 0, 10, 10], [50, 50, 60, 60]]), "labels": np.array([1, 2])},
+        ...     {"boxes": np.array([[1, 1, 11, 11]]), "labels": np.array([1])},
+        ...     {"boxes": np.array([[2, 2, 12, 12], [51, 51, 61, 61]]), "labels": np.array([1, 2])}]
+        >>> from keras_seg_extras.video import bidirectional_tracks
         >>> tracks = bidirectional_tracks(frames, merge_iou=0.5, memory=3)
-        >>> [(tr["label"], tr["frames"].tolist()) for tr in tracks]
+        >>> [(track["label"], track["frames"].tolist()) for track in tracks]
+        [(1, [0, 1, 2]), (2, [0, 2])]
     """
     forward = associate(frames, reverse=False, **association)
     backward = associate(frames, reverse=True, **association)
