@@ -65,6 +65,12 @@ class FileCheckReport:
         bad_files: ``[(path, reason), ...]`` in input order.
         skipped: indices (in the input order) of the pairs left out with
             ``on_bad_file="skip"``; empty otherwise.
+
+    Example:
+        >>> from keras_seg_extras.data import FileCheckReport
+        >>> report = FileCheckReport("structure", checked=2, bad_files=[("a.png", "empty file")])
+        >>> report.lines()
+        ['  a.png: empty file']
     """
 
     mode: str
@@ -169,6 +175,19 @@ def check_files(paths, role, mode="structure", num_workers=None, progress=None):
 
     Returns:
         dict mapping each bad path to the reason, in the order of ``paths``.
+
+    Example:
+        >>> import os, tempfile
+        >>> import cv2, numpy as np
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "mask.jpg")
+        >>> _ = cv2.imwrite(path, np.zeros((4, 6), "uint8"))
+        >>> from keras_seg_extras.data import FileRole, check_files
+        >>> found = check_files([path, os.path.join(folder.name, "gone.png")],
+        ...                     FileRole("mask", 1, png_only=True))
+        >>> [(os.path.basename(p), reason) for p, reason in found.items()]
+        [('mask.jpg', 'a mask must be a PNG; this is a JPEG (JPEG is lossy and changes label values)'), ('gone.png', 'missing (no such file)')]
+        >>> folder.cleanup()
     """
     check_choice("check_files", "mode", mode, _MODES)
     if mode == "off":

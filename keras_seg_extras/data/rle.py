@@ -309,6 +309,14 @@ def decode_rows(image_ids, rles, shape, format="siim", order="C"):
 
     Returns:
         dict mapping each image id (in first-seen order) to its uint8 {0, 1} mask.
+
+    Example:
+        Image ``a`` has two rows (two objects), ``b`` one empty row (``-1``):
+
+        >>> from keras_seg_extras.data import decode_rows
+        >>> masks = decode_rows(["a", "b", "a"], ["0 2", "-1", "8 1"], (3, 3))
+        >>> masks["a"].tolist(), int(masks["b"].sum())
+        ([[1, 0, 0], [1, 0, 0], [0, 0, 1]], 0)
     """
     owner = f"{_MODULE}.decode_rows"
     check_choice(owner, "format", format, ("siim", "kaggle"))

@@ -35,6 +35,13 @@ class ConversionSummary:
         csv_path: the header CSV (one row per input, in input order).
         log_path: the log file (one line per failure, appended to across runs).
         rows: the CSV rows as dicts.
+
+    Example:
+        >>> from keras_seg_extras.data import ConversionSummary
+        >>> summary = ConversionSummary(converted=2, skipped=1, failed=[("b.dcm", "not DICOM")])
+        >>> print(summary)
+        DICOM conversion: 2 converted, 1 skipped (already done), 1 failed
+          FAILED b.dcm: not DICOM
     """
 
     converted: int = 0
@@ -57,7 +64,18 @@ class ConversionSummary:
 
 
 def find_dicom_files(input_dir, pattern="*.dcm"):
-    """Every file under ``input_dir`` (recursively) matching ``pattern``, sorted."""
+    """Every file under ``input_dir`` (recursively) matching ``pattern``, sorted.
+
+    Example:
+        >>> import os, tempfile
+        >>> from keras_seg_extras.data import find_dicom_files
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     for name in ("b.dcm", "a.dcm", "notes.txt"):
+        ...         open(os.path.join(folder, name), "w").close()
+        ...     found = [os.path.basename(path) for path in find_dicom_files(folder)]
+        >>> found
+        ['a.dcm', 'b.dcm']
+    """
     import pathlib
 
     root = pathlib.Path(input_dir)
@@ -167,8 +185,24 @@ def convert_dicom_folder(input_dir, output_dir, *, csv_path=None, log_path=None,
         A :class:`ConversionSummary`; ``print(summary)`` lists the failures.
 
     Example:
-        >>> summary = convert_dicom_folder("dicom-images-train", "png", size=256, workers=2)
-        >>> print(summary)
+        A folder with one DICOM file and one file that is not DICOM:
+
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from keras_seg_extras.data import convert_dicom_folder, write_dicom
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     os.makedirs(os.path.join(folder, "in", "p1"))
+        ...     _ = write_dicom(os.path.join(folder, "in", "p1", "a.dcm"), np.eye(8, dtype="uint8"))
+        ...     with open(os.path.join(folder, "in", "broken.dcm"), "w") as handle:
+        ...         _ = handle.write("not a DICOM file")
+        ...     summary = convert_dicom_folder(os.path.join(folder, "in"),
+        ...                                    os.path.join(folder, "png"), size=16, workers=1,
+        ...                                    progress=False)
+        ...     written = sorted(os.listdir(os.path.join(folder, "png", "p1")))
+        >>> summary.converted, summary.skipped, len(summary.failed), written
+        (1, 0, 1, ['a.png'])
+        >>> [row["status"] for row in summary.rows]
+        ['failed', 'converted']
     """
     conversion = ConversionOptions(**options)
     if workers is not None:

@@ -61,6 +61,16 @@ class ConversionOptions:
         clahe_clip_limit: CLAHE's clip limit.
         clahe_tile_grid_size: CLAHE's ``(rows, columns)`` of tiles.
         size: None (keep), an int (square side) or ``(height, width)`` of the output.
+
+    Example:
+        >>> from keras_seg_extras.data import ConversionOptions
+        >>> options = ConversionOptions(windowing="percentile", percentiles=(1, 99), size=256)
+        >>> options.percentiles, options.size
+        ((1, 99), 256)
+        >>> ConversionOptions(window=(40, 0))
+        Traceback (most recent call last):
+        ...
+        ValueError: ConversionOptions: `window width` must be > 0; received 0.
     """
 
     windowing: str = "auto"
@@ -118,7 +128,23 @@ def _output_size(size):
 
 
 def read_dicom(path, stop_before_pixels=False):
-    """Read a DICOM file with pydicom; raise ``ValueError`` naming the file if it is not one."""
+    """Read a DICOM file with pydicom; raise ``ValueError`` naming the file if it is not one.
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from keras_seg_extras.data import write_dicom
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "scan.dcm")
+        >>> pixels = (np.arange(16, dtype="uint16") * 100).reshape(4, 4)  # 12-bit values
+        >>> _ = write_dicom(path, pixels, patient_id="17", sex="F", age=38, window=(750, 1000),
+        ...                 bits_stored=12)
+        >>> from keras_seg_extras.data import read_dicom
+        >>> dataset = read_dicom(path)
+        >>> dataset.PatientAge, dataset.Rows, dataset.BitsStored
+        ('038Y', 4, 12)
+        >>> folder.cleanup()
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -129,7 +155,23 @@ def read_dicom(path, stop_before_pixels=False):
 
 
 def header_fields(dataset):
-    """The :data:`HEADER_FIELDS` of a dataset as a dict of strings ('' when absent)."""
+    """The :data:`HEADER_FIELDS` of a dataset as a dict of strings ('' when absent).
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from keras_seg_extras.data import write_dicom
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "scan.dcm")
+        >>> pixels = (np.arange(16, dtype="uint16") * 100).reshape(4, 4)  # 12-bit values
+        >>> _ = write_dicom(path, pixels, patient_id="17", sex="F", age=38, window=(750, 1000),
+        ...                 bits_stored=12)
+        >>> from keras_seg_extras.data import header_fields, read_dicom
+        >>> fields = header_fields(read_dicom(path, stop_before_pixels=True))
+        >>> fields["PatientID"], fields["PatientSex"], fields["BitsStored"], fields["ViewPosition"]
+        ('17', 'F', '12', '')
+        >>> folder.cleanup()
+    """
     row = {}
     for name in HEADER_FIELDS:
         if name == "TransferSyntaxUID":
@@ -263,7 +305,25 @@ def dicom_to_uint8(source, options=None, **kwargs):
             transfer syntax (its message names the packages that would).
 
     Example:
-        >>> image = dicom_to_uint8("chest.dcm", clahe=True, size=512)
+        The header's window (center 750, width 1000) maps 250..1250 to 0..255:
+
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from keras_seg_extras.data import write_dicom
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "scan.dcm")
+        >>> pixels = (np.arange(16, dtype="uint16") * 100).reshape(4, 4)  # 12-bit values
+        >>> _ = write_dicom(path, pixels, patient_id="17", sex="F", age=38, window=(750, 1000),
+        ...                 bits_stored=12)
+        >>> from keras_seg_extras.data import dicom_to_uint8
+        >>> dicom_to_uint8(path)
+        array([[  0,   0,   0,  13],
+               [ 38,  64,  89, 115],
+               [140, 166, 191, 217],
+               [242, 255, 255, 255]], dtype=uint8)
+        >>> dicom_to_uint8(path, windowing="minmax")[0]  # ignore the header's window
+        array([ 0, 17, 34, 51], dtype=uint8)
+        >>> folder.cleanup()
     """
     if options is None:
         options = ConversionOptions(**kwargs)

@@ -17,6 +17,16 @@ def write_png(path, image):
     """Write an 8-bit image as PNG atomically: a temporary file in the same folder, renamed.
 
     A run killed while writing leaves at most ``<name>.partial``, never a truncated PNG.
+
+    Example:
+        >>> import os, tempfile
+        >>> import cv2, numpy as np
+        >>> from keras_seg_extras.data import write_png
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = write_png(os.path.join(folder, "masks", "a.png"), np.eye(3, dtype="uint8"))
+        ...     read = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+        >>> read.tolist()
+        [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
     """
     import cv2
 
@@ -76,8 +86,17 @@ def write_dicom(path, array, *, patient_id="ANONYMOUS", sex=None, age=None, view
         The SOPInstanceUID written.
 
     Example:
-        >>> write_dicom("img.dcm", image_uint8, patient_id="17", sex="F", age=38,
-        ...             view_position="PA")
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import pydicom
+        >>> from keras_seg_extras.data import write_dicom
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = os.path.join(folder, "scan.dcm")
+        ...     uid = write_dicom(path, np.zeros((4, 4), "uint8"), patient_id="17", sex="F",
+        ...                       age=38, view_position="PA")
+        ...     written = pydicom.dcmread(path)
+        >>> written.PatientAge, written.ViewPosition, written.SOPInstanceUID == uid
+        ('038Y', 'PA', True)
     """
     import pydicom
     from pydicom.dataset import FileMetaDataset
