@@ -56,6 +56,12 @@ def load_volume():
     Returns:
         ``(image, labels)``: two (181, 217, 181) uint8 arrays in NIfTI voxel order (x: left to
         right, y: posterior to anterior, z: inferior to superior), labels in 0..116.
+
+    Example:
+        >>> from keras_seg_extras.datasets import load_brain_volume
+        >>> image, labels = load_brain_volume()
+        >>> image.shape, int(labels.max())
+        ((181, 217, 181), 116)
     """
     image, labels = _arrays()
     return image.copy(), labels.copy()
@@ -71,6 +77,13 @@ def region_names(num_classes=117):
     Returns:
         A list of ``num_classes`` strings; index 0 is ``"background"``, index r the AAL short
         name of region r (e.g. 1 ``"Precentral_L"``, 2 ``"Precentral_R"``).
+
+    Example:
+        >>> from keras_seg_extras.datasets import brain_region_names
+        >>> brain_region_names()[:3]
+        ['background', 'Precentral_L', 'Precentral_R']
+        >>> len(brain_region_names(30))
+        30
     """
     num_classes = _check_num_classes("kse.datasets.brain.region_names", num_classes)
     names = ("background",) + _region_table()
@@ -114,7 +127,9 @@ def fold_regions(labels, num_classes):
             0..116.
 
     Example:
-        >>> kse.datasets.brain.fold_regions(np.array([0, 1, 2, 116]), 3)
+        >>> import numpy as np
+        >>> from keras_seg_extras.datasets import fold_brain_regions
+        >>> fold_brain_regions(np.array([0, 1, 2, 116]), 3)
         array([0, 1, 1, 2], dtype=uint8)
     """
     owner = "kse.datasets.brain.fold_regions"
@@ -159,7 +174,13 @@ def _resize_slices(images, labels, image_size):
 
 
 def labelled_slices():
-    """The z indices of the axial slices that hold at least one atlas label (146 of 181)."""
+    """The z indices of the axial slices that hold at least one atlas label (146 of 181).
+
+    Example:
+        >>> from keras_seg_extras.datasets import brain_labelled_slices
+        >>> len(brain_labelled_slices())
+        146
+    """
     _, labels = _arrays()
     return np.flatnonzero(labels.any(axis=(0, 1)))
 
@@ -173,6 +194,12 @@ def slab_split(validation_fraction=0.2):
 
     Returns:
         ``(train_z, val_z)``: sorted z indices into the volume.
+
+    Example:
+        >>> from keras_seg_extras.datasets import brain_slab_split
+        >>> train_z, val_z = brain_slab_split(0.2)
+        >>> len(train_z), len(val_z), val_z[:3].tolist()
+        (116, 30, [30, 31, 32])
     """
     owner = "kse.datasets.brain.slab_split"
     validation_fraction = check_number(owner, "validation_fraction", validation_fraction,
@@ -222,7 +249,8 @@ def load_data(image_size=128, num_classes=117, validation_fraction=0.2):
         ValueError: for a bad ``image_size``, ``num_classes`` or ``validation_fraction``.
 
     Example:
-        >>> (x_train, y_train), (x_val, y_val) = kse.datasets.brain.load_data(64, num_classes=30)
+        >>> from keras_seg_extras.datasets import load_brain
+        >>> (x_train, y_train), (x_val, y_val) = load_brain(64, num_classes=30)
         >>> x_train.shape, int(y_train.max()) <= 29
         ((116, 64, 64, 1), True)
     """
