@@ -430,7 +430,8 @@ class OptionalModule:
         >>> OptionalModule("not_a_module_here", "extra").anything
         Traceback (most recent call last):
         ...
-        ImportError: `not_a_module_here` is needed here and is not installed: pip install 'keras-seg-extras[extra]'
+        ImportError: `not_a_module_here` is needed here and is not installed:
+        pip install 'keras-seg-extras[extra]'
     """
 
     def __init__(self, name, extra):

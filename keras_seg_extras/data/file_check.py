@@ -186,7 +186,8 @@ def check_files(paths, role, mode="structure", num_workers=None, progress=None):
         >>> found = check_files([path, os.path.join(folder.name, "gone.png")],
         ...                     FileRole("mask", 1, png_only=True))
         >>> [(os.path.basename(p), reason) for p, reason in found.items()]
-        [('mask.jpg', 'a mask must be a PNG; this is a JPEG (JPEG is lossy and changes label values)'), ('gone.png', 'missing (no such file)')]
+        [('mask.jpg', 'a mask must be a PNG; this is a JPEG (JPEG is lossy and changes label
+        values)'), ('gone.png', 'missing (no such file)')]
         >>> folder.cleanup()
     """
     check_choice("check_files", "mode", mode, _MODES)

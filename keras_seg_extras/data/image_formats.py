@@ -182,7 +182,8 @@ def inspect_image_bytes(data):
         >>> inspect_image_bytes(png[:-12])  # the IEND chunk cut off
         Traceback (most recent call last):
         ...
-        keras_seg_extras.data.image_formats.BadFile: truncated PNG: 67 bytes, ends before the IEND chunk
+        keras_seg_extras.data.image_formats.BadFile: truncated PNG: 67 bytes, ends before the
+        IEND chunk
     """
     if len(data) == 0:
         raise BadFile("empty file (0 bytes)")
@@ -237,7 +238,8 @@ def inspect_image_file(path, role):
         >>> inspect_image_file(path, FileRole("mask", 1, png_only=True))
         Traceback (most recent call last):
         ...
-        keras_seg_extras.data.image_formats.BadFile: a mask must be a PNG; this is a JPEG (JPEG is lossy and changes label values)
+        keras_seg_extras.data.image_formats.BadFile: a mask must be a PNG; this is a JPEG (JPEG
+        is lossy and changes label values)
         >>> folder.cleanup()
     """
     try:

@@ -1,8 +1,9 @@
 """Boxes for video-instance post-processing (NumPy): IoU, max-score box fusion, mask scoring.
 
 From "1st Place Solution for YouTubeVOS Challenge 2021: Video Instance Segmentation"
-(technical report, 2021), sections 3.5.1 (mask scoring) and 3.5.2 (ensembles). Boxes are ``(x1, y1, x2, y2)``
-with ``x2 >= x1`` and ``y2 >= y1``, in any consistent unit (pixels or normalised).
+(technical report, 2021), sections 3.5.1 (mask scoring) and 3.5.2 (ensembles). Boxes are
+``(x1, y1, x2, y2)`` with ``x2 >= x1`` and ``y2 >= y1``, in any consistent unit (pixels or
+normalised).
 """
 
 import numpy as np
@@ -61,8 +62,8 @@ def fuse_boxes(boxes_list, scores_list, labels_list=None, *, iou_threshold=0.55,
                model_weights=None):
     """Ensemble detections of several models by clustering, with the MAXIMUM score.
 
-    The YouTubeVOS 2021 VIS report, section 3.5.2: boxes of several models are merged (Greedy Auto Ensemble
-    style) and, so that the fused score stays calibrated, the fused score is the maximum
+    The YouTubeVOS 2021 VIS report, section 3.5.2: boxes of several models are merged (Greedy
+    Auto Ensemble style) and, so that the fused score stays calibrated, the fused score is the maximum
     of the cluster's scores ("inherited from the dominant box"), never their average.
 
     Algorithm (greedy, deterministic): all boxes of all models are visited by decreasing
@@ -208,7 +209,9 @@ def mask_iou(pred_masks, true_masks, threshold=0.5):
 
 
 def mask_scored_scores(class_scores, mask_ious):
-    """Mask scoring (YouTubeVOS 2021 VIS report, 3.5.1; Mask Scoring R-CNN): final score = class score x mask IoU.
+    """Mask scoring: final score = class score x mask IoU.
+
+    From the YouTubeVOS 2021 VIS report, section 3.5.1 (after Mask Scoring R-CNN).
 
     Args:
         class_scores: (N,) classification scores in [0, 1].

@@ -1,6 +1,7 @@
 """Clip-level ranking from a frame classifier.
 
-From Okazaki, Kong, Klinkigt and Yoshinaga, "Hitachi at TRECVID DSDI 2020" (TRECVID 2020 notebook paper, 2020), section 2.5.
+From Okazaki, Kong, Klinkigt and Yoshinaga, "Hitachi at TRECVID DSDI 2020" (TRECVID 2020
+notebook paper, 2020), section 2.5.
 
 Pipeline: sample frames from each shot clip at a chosen rate (the paper: 10 fps, with
 ffmpeg; here with OpenCV, no ffmpeg binary needed), predict per-class probabilities for the
@@ -143,7 +144,7 @@ def predict_frames(model, frames, batch_size=32, preprocess=None):
 
 
 def clip_score(frame_scores):
-    """Clip score per class: the maximum over the clip's frames (Okazaki et al. (2020), section 2.5).
+    """Clip score per class: the maximum over the clip's frames (Okazaki et al. 2020, 2.5).
 
     Args:
         frame_scores: (N, C) scores of the clip's N frames.

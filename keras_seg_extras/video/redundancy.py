@@ -1,6 +1,7 @@
 """Frame-redundancy analysis of video data sets (NumPy).
 
-From "1st Place Solution for YouTubeVOS Challenge 2021: Video Instance Segmentation" (technical report, 2021), section 3.1 and Fig. 2.
+From "1st Place Solution for YouTubeVOS Challenge 2021: Video Instance Segmentation"
+(technical report, 2021), section 3.1 and Fig. 2.
 
 The paper measures how much consecutive frames repeat each other: for each object, the IoU of
 its boxes in consecutive frames, averaged over the video; a histogram dominated by values

@@ -1,8 +1,8 @@
 """Online tracklet association, bidirectional tracking (BiTrack) and label voting (NumPy).
 
-From "1st Place Solution for YouTubeVOS Challenge 2021: Video Instance Segmentation" (technical report, 2021),
-section 3.4 (BiTrack) and 3.5.4 (label voting). Per-frame detections are linked
-into tracklets online, once forward and once backward in time; a forward and a backward
+From "1st Place Solution for YouTubeVOS Challenge 2021: Video Instance Segmentation"
+(technical report, 2021), section 3.4 (BiTrack) and 3.5.4 (label voting). Per-frame
+detections are linked into tracklets online, once forward and once backward in time; a forward and a backward
 tracklet that overlap well on the frames they share are the same object and are merged, so
 an object that one direction loses (it starts weak, is occluded, changes appearance) is
 recovered by the other. Each merged track's label is the most frequent detection label.
@@ -77,8 +77,8 @@ def associate(frames, *, reverse=False, match_threshold=0.5, iou_weight=0.5, mem
        a tracklet but not start one, as in two-threshold trackers;
     6. tracklets whose last match is more than ``memory`` steps back leave the buffer.
 
-    Labels do not block a match (YouTubeVOS 2021 VIS report, 3.5.4: the label consistency criterion is
-    relaxed, so a misclassified frame does not break a track; see :func:`vote_label`).
+    Labels do not block a match (YouTubeVOS 2021 VIS report, 3.5.4: the label consistency
+    criterion is relaxed, so a misclassified frame does not break a track; see :func:`vote_label`).
 
     Args:
         frames: list of per-frame dicts (module docstring).
@@ -241,7 +241,9 @@ def _mean_common_iou(parsed, first, second):
 
 def merge_tracklets(frames, forward_ids, backward_ids, *, merge_iou=0.5, min_common_frames=1,
                     score_weighted_vote=False):
-    """BiTrack merge (YouTubeVOS 2021 VIS report, section 3.4) of forward and backward tracklets into final tracks.
+    """BiTrack merge of forward and backward tracklets into final tracks.
+
+    From the YouTubeVOS 2021 VIS report, section 3.4.
 
     A forward tracklet F and a backward tracklet B are linked when they share at least
     ``min_common_frames`` frames (frames where both have a detection: the paper's "valid

@@ -1,4 +1,4 @@
-"""Converting a folder of DICOM files to 8-bit PNGs: a process pool, a progress line, a CSV and a log.
+"""A folder of DICOM files to 8-bit PNGs: a process pool, a progress line, a CSV and a log.
 
 Robust for a whole competition folder: several processes with a progress line on stderr;
 outputs written to a temporary name and renamed atomically, so a killed run never leaves a

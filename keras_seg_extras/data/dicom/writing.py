@@ -1,4 +1,4 @@
-"""Writing files: a NumPy image as a DICOM file (pydicom), an 8-bit image as PNG atomically (OpenCV).
+"""Writing a NumPy image as a DICOM file (pydicom) and an 8-bit image as PNG, atomically (OpenCV).
 
 ``write_dicom`` makes Secondary Capture files like SIIM's (it builds the package's demo data
 and the DICOM tests); ``write_png`` is how the folder conversion writes its outputs.
