@@ -1,8 +1,9 @@
 """Image + mask augmentation with albumentations 2.0.x, reproducible per element.
 
 :func:`siim_preset` is the augmentation list of "SIIM-ACR Pneumothorax Segmentation", work
-report of SIIM's Kaggle competition (2019), section 4.1.4: horizontal flip; random contrast, gamma and brightness; a random crop with a zoom of about 0.8; and, because the
-images are medical, elastic transform, grid distortion and optical distortion.
+report of SIIM's Kaggle competition (2019), section 4.1.4: horizontal flip; random contrast,
+gamma and brightness; a random crop with a zoom of about 0.8; and, because the images are
+medical, elastic transform, grid distortion and optical distortion.
 
 :class:`Augmenter` applies any albumentations transform to an (image, mask) pair with a seed
 given per call, so the result depends only on that seed, not on which thread runs it or in

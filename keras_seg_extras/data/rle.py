@@ -4,10 +4,11 @@ Both formats list runs of foreground pixels of the flattened mask as ``"start le
 separated by spaces; they differ in how a start is counted:
 
 - **SIIM** ("SIIM-ACR Pneumothorax Segmentation", work report of SIIM's Kaggle competition
-  (2019), section 2.1): pixels in column-major order (down the first column, then the next; the competition's ``rle2mask(...).T``), and each
-  start is *relative*: the number of background pixels between the end of the previous run
-  (or the first pixel, for the first run) and the start of this one. An empty mask is ``"-1"``.
-  An image with several objects may appear on several rows; their masks are unioned.
+  (2019), section 2.1): pixels in column-major order (down the first column, then the next;
+  the competition's ``rle2mask(...).T``), and each start is *relative*: the number of
+  background pixels between the end of the previous run (or the first pixel, for the first
+  run) and the start of this one. An empty mask is ``"-1"``. An image with several objects may
+  appear on several rows; their masks are unioned.
 - **Kaggle** (Carvana, Airbus, most others): absolute 1-based starts, pairs sorted and not
   overlapping, pixel order row-major (``order="C"``) or column-major (``order="F"``, e.g.
   Airbus ship detection). An empty mask is ``""``.

@@ -1,10 +1,11 @@
 """Stratified train/validation splits and k folds, with an optional group key (NumPy only).
 
 "SIIM-ACR Pneumothorax Segmentation", work report of SIIM's Kaggle competition (2019), section
-4.1.1: the labelled SIIM images were split 85/15 with stratified sampling "to maintain the proportion of patients with pneumothorax" in both parts. Stratify on a per-image
-label such as "has a mask"; pass ``groups`` (e.g. the patient id) when several images come
-from one patient, so that a patient is never in training and validation at once (otherwise the
-validation score flatters the model with near-duplicates of training images).
+4.1.1: the labelled SIIM images were split 85/15 with stratified sampling "to maintain the
+proportion of patients with pneumothorax" in both parts. Stratify on a per-image label such as
+"has a mask"; pass ``groups`` (e.g. the patient id) when several images come from one patient,
+so that a patient is never in training and validation at once (otherwise the validation score
+flatters the model with near-duplicates of training images).
 
 Without groups the split is exact: each class contributes ``fraction * n_class`` samples to
 validation, rounded by the largest-remainder rule so that the total is

@@ -63,8 +63,8 @@ def fuse_boxes(boxes_list, scores_list, labels_list=None, *, iou_threshold=0.55,
     """Ensemble detections of several models by clustering, with the MAXIMUM score.
 
     The YouTubeVOS 2021 VIS report, section 3.5.2: boxes of several models are merged (Greedy
-    Auto Ensemble style) and, so that the fused score stays calibrated, the fused score is the maximum
-    of the cluster's scores ("inherited from the dominant box"), never their average.
+    Auto Ensemble style) and, so that the fused score stays calibrated, the fused score is the
+    maximum of the cluster's scores ("inherited from the dominant box"), never their average.
 
     Algorithm (greedy, deterministic): all boxes of all models are visited by decreasing
     score (ties: model order, then box order). A box joins the existing cluster of the same

@@ -1,11 +1,11 @@
 """Online tracklet association, bidirectional tracking (BiTrack) and label voting (NumPy).
 
-From "1st Place Solution for YouTubeVOS Challenge 2021: Video Instance Segmentation"
-(technical report, 2021), section 3.4 (BiTrack) and 3.5.4 (label voting). Per-frame
-detections are linked into tracklets online, once forward and once backward in time; a forward and a backward
-tracklet that overlap well on the frames they share are the same object and are merged, so
-an object that one direction loses (it starts weak, is occluded, changes appearance) is
-recovered by the other. Each merged track's label is the most frequent detection label.
+From "1st Place Solution for YouTubeVOS Challenge 2021: Video Instance Segmentation" (technical
+report, 2021), section 3.4 (BiTrack) and 3.5.4 (label voting). Per-frame detections are linked
+into tracklets online, once forward and once backward in time; a forward and a backward tracklet
+that overlap well on the frames they share are the same object and are merged, so an object that
+one direction loses (it starts weak, is occluded, changes appearance) is recovered by the other.
+Each merged track's label is the most frequent detection label.
 
 Inputs are plain Python/NumPy: a video is a list of frames, each frame a dict with
 
