@@ -404,3 +404,54 @@ def scale_for_distribution(value):
         if replicas > 1:
             value = value * (1.0 / replicas)
     return value
+
+
+# ----------------------------------------------------------------------------- optional imports
+
+
+class OptionalModule:
+    """A third-party module imported on first use, so that importing the package never needs it.
+
+    ``import keras_seg_extras`` imports every subpackage; the TensorFlow-only parts (tf.data
+    pipelines, serving export) write ``tf = OptionalModule("tensorflow", "tf")`` instead of
+    ``import tensorflow as tf``, so the package imports under the JAX or PyTorch backend and
+    where TensorFlow is not installed. The module is imported at the first attribute access;
+    when it is missing, the ``ImportError`` says which extra installs it.
+
+    Args:
+        name: the module's import name, e.g. ``"tensorflow"``.
+        extra: the ``keras-seg-extras`` extra that installs it, e.g. ``"tf"``.
+
+    Example:
+        >>> from keras_seg_extras._common import OptionalModule
+        >>> json = OptionalModule("json", "none")  # imported below, at its first use
+        >>> json.dumps([1, 2])
+        '[1, 2]'
+        >>> OptionalModule("not_a_module_here", "extra").anything
+        Traceback (most recent call last):
+        ...
+        ImportError: `not_a_module_here` is needed here and is not installed:
+        pip install 'keras-seg-extras[extra]'
+    """
+
+    def __init__(self, name, extra):
+        self._name = name
+        self._extra = extra
+        self._module = None
+
+    def __getattr__(self, attribute):
+        if attribute.startswith("__"):  # introspection (copy, pickle, inspect) imports nothing
+            raise AttributeError(attribute)
+        if self._module is None:
+            import importlib
+
+            try:
+                self._module = importlib.import_module(self._name)
+            except ImportError as error:
+                raise ImportError(f"`{self._name}` is needed here and is not installed: "
+                                  f"pip install 'keras-seg-extras[{self._extra}]'") from error
+        return getattr(self._module, attribute)
+
+    def __repr__(self):
+        state = "imported" if self._module is not None else "not imported yet"
+        return f"<optional module {self._name!r} ({state})>"

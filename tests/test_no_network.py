@@ -1,4 +1,7 @@
-"""The suite's network guard (tests/conftest.py): non-loopback connections fail loudly."""
+"""The suite's network guard: non-loopback connections fail loudly.
+
+The guard is in conftest.py at the repository root, so it covers the doctests too.
+"""
 
 import socket
 import urllib.request

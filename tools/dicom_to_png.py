@@ -55,7 +55,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from keras_seg_extras.data.dicom import convert_dicom_folder
+    from keras_seg_extras.data import convert_dicom_folder
 
     size = None
     if args.size is not None:

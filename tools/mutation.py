@@ -64,14 +64,15 @@ PACKAGES = ("losses", "metrics", "training", "callbacks")
 
 
 def _copy_tree(work):
-    """Fresh copy of the package, the tests and the pytest configuration in ``work``."""
+    """Fresh copy of the package, the tests and the pytest configuration (conftest.py) in
+    ``work``."""
     for name in ("keras_seg_extras", "tests"):
         target = os.path.join(work, name)
         if os.path.exists(target):
             shutil.rmtree(target)
         shutil.copytree(os.path.join(ROOT, name), target,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for name in ("setup.cfg", "pyproject.toml"):
+    for name in ("setup.cfg", "pyproject.toml", "conftest.py"):
         shutil.copy2(os.path.join(ROOT, name), os.path.join(work, name))
 
 

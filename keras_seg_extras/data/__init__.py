@@ -1,17 +1,40 @@
-"""keras_seg_extras.data: DICOM conversion, RLE, splits, soft labels, augmentation, tf.data.
+"""keras_seg_extras.data: DICOM, run-length encoding, splits, file checks, augmentation, tf.data.
 
-Loaded lazily by ``keras_seg_extras`` (``kse.data``); the pipeline and class-sampler parts
-use TensorFlow.
+- DICOM (``dicom/``: reading, folder conversion, writing): :func:`dicom_to_uint8`,
+  :func:`convert_dicom_folder`, :func:`write_dicom`, ...;
+- run-length encoding (``rle.py``): SIIM's relative and Kaggle's absolute formats;
+- splits (``split.py``): stratified, patient-grouped splits and k folds;
+- file checks (``file_check.py``, ``image_formats.py``): corrupt or misread image files found
+  before training;
+- augmentation (``augment.py``), soft labels (``soft_labels.py``), the ``tf.data`` pipelines
+  (``pipeline.py``, ``class_sampler.py``; TensorFlow-only, imported at their first use).
+
+Every public name is flat here (``kse.data.decode_siim``); the modules stay importable.
 """
 
-from keras_seg_extras.data import augment, dicom, file_check, pipeline, rle, split  # noqa: F401
-from keras_seg_extras.data.class_sampler import (  # noqa: F401
-    class_sampled_dataset,
-    index_class_presence,
-    indexed_loader,
-)
-from keras_seg_extras.data.dicom import convert_dicom_folder, dicom_to_uint8, write_dicom  # noqa: F401
-from keras_seg_extras.data.soft_labels import (  # noqa: F401
-    soft_labels_from_csv,
-    soft_labels_from_votes,
-)
+from keras_seg_extras.data.augment import Augmenter, element_seed, siim_preset
+from keras_seg_extras.data.class_sampler import (class_sampled_dataset, index_class_presence,
+                                                 indexed_loader)
+from keras_seg_extras.data.dicom import (CSV_COLUMNS, HEADER_FIELDS, ConversionOptions,
+                                         ConversionSummary, convert_dicom_folder, dicom_to_uint8,
+                                         find_dicom_files, header_fields, read_dicom,
+                                         write_dicom, write_png)
+from keras_seg_extras.data.file_check import FileCheckReport, check_files
+from keras_seg_extras.data.image_formats import (BadFile, FileRole, inspect_image_bytes,
+                                                 inspect_image_file)
+from keras_seg_extras.data.pipeline import segmentation_dataset
+from keras_seg_extras.data.rle import (decode_kaggle, decode_rows, decode_siim, encode_kaggle,
+                                       encode_siim)
+from keras_seg_extras.data.soft_labels import soft_labels_from_csv, soft_labels_from_votes
+from keras_seg_extras.data.split import stratified_kfold, stratified_split
+
+__all__ = [
+    "Augmenter", "BadFile", "CSV_COLUMNS", "ConversionOptions", "ConversionSummary",
+    "FileCheckReport", "FileRole", "HEADER_FIELDS", "check_files", "class_sampled_dataset",
+    "convert_dicom_folder", "decode_kaggle", "decode_rows", "decode_siim", "dicom_to_uint8",
+    "element_seed", "encode_kaggle", "encode_siim", "find_dicom_files", "header_fields",
+    "index_class_presence", "indexed_loader", "inspect_image_bytes", "inspect_image_file",
+    "read_dicom", "segmentation_dataset", "siim_preset", "soft_labels_from_csv",
+    "soft_labels_from_votes", "stratified_kfold", "stratified_split", "write_dicom",
+    "write_png",
+]

@@ -1,8 +1,9 @@
 """Image + mask augmentation with albumentations 2.0.x, reproducible per element.
 
-:func:`siim_preset` is the augmentation list of paper 003 (4.1.4): horizontal flip; random
-contrast, gamma and brightness; a random crop with a zoom of about 0.8; and, because the
-images are medical, elastic transform, grid distortion and optical distortion.
+:func:`siim_preset` is the augmentation list of "SIIM-ACR Pneumothorax Segmentation", work
+report of SIIM's Kaggle competition (2019), section 4.1.4: horizontal flip; random contrast,
+gamma and brightness; a random crop with a zoom of about 0.8; and, because the images are
+medical, elastic transform, grid distortion and optical distortion.
 
 :class:`Augmenter` applies any albumentations transform to an (image, mask) pair with a seed
 given per call, so the result depends only on that seed, not on which thread runs it or in
@@ -34,7 +35,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 def siim_preset(image_size, flip_p=0.5, intensity_p=0.3, distortion_p=0.3, crop_p=0.25,
                 zoom=0.8):
-    """The augmentation list of paper 003 (4.1.4) as an albumentations ``Compose``.
+    """The SIIM-ACR work report's augmentation list (2019, section 4.1.4) as a ``Compose``.
 
     Pipeline (each step independently with its probability):
 
@@ -60,8 +61,12 @@ def siim_preset(image_size, flip_p=0.5, intensity_p=0.3, distortion_p=0.3, crop_
         ``albumentations.Compose``.
 
     Example:
-        >>> augment = siim_preset(256)
-        >>> out = augment(image=image, mask=mask)  # or pass it to segmentation_dataset
+        >>> import numpy as np
+        >>> from keras_seg_extras.data import siim_preset
+        >>> augment = siim_preset(64)  # or pass it to segmentation_dataset(augment=...)
+        >>> out = augment(image=np.zeros((64, 64, 3), "uint8"), mask=np.zeros((64, 64), "uint8"))
+        >>> out["image"].shape, out["mask"].shape
+        ((64, 64, 3), (64, 64))
     """
     import albumentations as A
 
@@ -102,8 +107,15 @@ class Augmenter:
         (H, W, 1) (the channel axis is kept); equal seeds give equal results.
 
     Example:
-        >>> augmenter = Augmenter(siim_preset(128))
-        >>> image2, mask2 = augmenter(image, mask, seed=17)
+        >>> import numpy as np
+        >>> from keras_seg_extras.data import Augmenter, siim_preset
+        >>> augmenter = Augmenter(siim_preset(32))
+        >>> rng = np.random.default_rng(0)
+        >>> image = rng.integers(0, 256, (32, 32, 3), dtype="uint8")
+        >>> mask = (rng.random((32, 32, 1)) > 0.5).astype("uint8")
+        >>> first, second = augmenter(image, mask, seed=17), augmenter(image, mask, seed=17)
+        >>> first[1].shape, all(np.array_equal(a, b) for a, b in zip(first, second))
+        ((32, 32, 1), True)
     """
 
     def __init__(self, transform):
@@ -139,5 +151,13 @@ class Augmenter:
 
 
 def element_seed(seed, position):
-    """The seed of the element at ``position`` of a stream seeded with ``seed`` (uint32)."""
+    """The seed of the element at ``position`` of a stream seeded with ``seed`` (uint32).
+
+    Example:
+        The seed depends on the stream's seed and the position only (not on threads or timing):
+
+        >>> from keras_seg_extras.data import element_seed
+        >>> element_seed(7, 3), element_seed(7, 4), element_seed(7, 3) == element_seed(7, 3)
+        (3466196061, 3335713882, True)
+    """
     return int(np.random.SeedSequence([int(seed) % (2 ** 63), int(position)]).generate_state(1)[0])

@@ -21,10 +21,12 @@ import hashlib
 import os
 
 import numpy as np
-import tensorflow as tf
 
-from keras_seg_extras._common import check_number, check_optional_int, fail
+from keras_seg_extras._common import OptionalModule, check_number, check_optional_int, fail
 from keras_seg_extras.data import file_check
+
+tf = OptionalModule("tensorflow", "tf")
+_AUTOTUNE = -1  # tf.data.AUTOTUNE, spelled out: a default value must not import TensorFlow
 
 _OWNER = "class_sampled_dataset"
 CLASS_KEY = "tce_class"
@@ -126,7 +128,7 @@ def index_class_presence(labels, num_classes, ignore_index=None, cache_path=None
             if str(cached["fingerprint"]) == fingerprint:
                 return cached["presence"].astype(bool)
     if isinstance(labels, list):
-        file_check.screen_pairs(owner, [("labels", labels, LABEL_ROLE)], check_files, "raise",
+        file_check._screen_pairs(owner, [("labels", labels, LABEL_ROLE)], check_files, "raise",
                                 skippable=False)
         decoded = iter(tf.data.Dataset.from_tensor_slices(labels).map(
             _decode_label_file, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
@@ -135,7 +137,7 @@ def index_class_presence(labels, num_classes, ignore_index=None, cache_path=None
             try:
                 label = next(decoded)
             except tf.errors.OpError:  # in order: element n failed
-                raise ValueError(file_check.explain_failure(
+                raise ValueError(file_check._explain_failure(
                     owner, n, [("labels", labels, LABEL_ROLE)])) from None
             rows.append(_presence_of(owner, label.numpy(), num_classes, ignore_index,
                                      labels[n]))
@@ -182,10 +184,10 @@ def _decoder(owner, images, labels, image_channels):
     """``index -> (image, label)`` decoded, without augmentation."""
     if isinstance(images, list):
         image_paths = tf.constant(images)
-        image_sizes = tf.constant(file_check.file_sizes(images))
+        image_sizes = tf.constant(file_check._file_sizes(images))
 
         def load_image(index):
-            data = file_check.read_checked(owner, image_paths, image_sizes, index)
+            data = file_check._read_checked(owner, image_paths, image_sizes, index)
             image = tf.io.decode_image(data, channels=image_channels or 0,
                                        expand_animations=False)
             return tf.cast(image, tf.float32) / 255.0
@@ -199,11 +201,11 @@ def _decoder(owner, images, labels, image_channels):
 
     if isinstance(labels, list):
         label_paths = tf.constant(labels)
-        label_sizes = tf.constant(file_check.file_sizes(labels))
+        label_sizes = tf.constant(file_check._file_sizes(labels))
 
         def load_label(index):
             return _decode_label_bytes(
-                file_check.read_checked(owner, label_paths, label_sizes, index))
+                file_check._read_checked(owner, label_paths, label_sizes, index))
     else:
         label_array = labels if labels.ndim == 4 else labels[..., None]
         label_tensor = tf.constant(label_array.astype(np.int32))
@@ -217,7 +219,7 @@ def _decoder(owner, images, labels, image_channels):
 def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=None,
                           ignore_index=None, augment=None, image_channels=None,
                           cache_path=None, seed=None, image_key="image",
-                          num_parallel_calls=tf.data.AUTOTUNE, prefetch=tf.data.AUTOTUNE,
+                          num_parallel_calls=_AUTOTUNE, prefetch=_AUTOTUNE,
                           check_files="structure", on_bad_file="raise", progress=None):
     """An endless tf.data pipeline of class-sampled minibatches (paper 002, Algorithm 1).
 
@@ -296,7 +298,7 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
                ("labels", labels if isinstance(labels, list) else None, LABEL_ROLE)]
     report = None
     if sources[0][1] is not None or sources[1][1] is not None:
-        keep, report = file_check.screen_pairs(_OWNER, sources, check_files, on_bad_file,
+        keep, report = file_check._screen_pairs(_OWNER, sources, check_files, on_bad_file,
                                                progress)
         if report.skipped:
             images, labels = ([v[i] for i in keep] if isinstance(v, list) else v[keep]

@@ -4,7 +4,7 @@ A corrupt, truncated or empty file makes TensorFlow's decoders fail with message
 "Invalid PNG data, size 2938" that name no file. The pipelines of this package therefore
 (1) check every file before the first epoch, in parallel, and report every problem at once
 (or leave the bad pairs out), and (2) name the file when one changes on disk after the
-check (:func:`read_checked`: its size no longer matches).
+check (the size recorded at the check no longer matches).
 
 The pre-check (``mode="structure"``, the default) reads each file whole (no pixel decoding)
 and walks its structure to the end:
@@ -42,18 +42,17 @@ import threading
 import numpy as np
 
 from keras_seg_extras._common import check_choice
-from keras_seg_extras.data.image_formats import (  # noqa: F401  (public through this module)
+from keras_seg_extras.data.image_formats import (  # noqa: F401  (public through kse.data)
     BadFile,
     FileRole,
     inspect_image_bytes,
     inspect_image_file,
-    role_problem,
 )
 
-LOGGER = logging.getLogger("keras_seg_extras.data")
-MODES = ("structure", "decode", "off")
-ON_BAD_FILE = ("raise", "skip")
-PROGRESS_THRESHOLD = 1000  # files; larger checks show a progress bar by default
+_LOGGER = logging.getLogger("keras_seg_extras.data")
+_MODES = ("structure", "decode", "off")
+_ON_BAD_FILE = ("raise", "skip")
+_PROGRESS_THRESHOLD = 1000  # files; larger checks show a progress bar by default
 
 
 @dataclasses.dataclass
@@ -66,6 +65,12 @@ class FileCheckReport:
         bad_files: ``[(path, reason), ...]`` in input order.
         skipped: indices (in the input order) of the pairs left out with
             ``on_bad_file="skip"``; empty otherwise.
+
+    Example:
+        >>> from keras_seg_extras.data import FileCheckReport
+        >>> report = FileCheckReport("structure", checked=2, bad_files=[("a.png", "empty file")])
+        >>> report.lines()
+        ['  a.png: empty file']
     """
 
     mode: str
@@ -110,7 +115,7 @@ def _structure_reason(path, role):
     return reason
 
 
-def decode_error(path, role):
+def _decode_error(path, role):
     """TensorFlow's own error for decoding ``path`` as the pipeline does, or None."""
     import tensorflow as tf
 
@@ -144,12 +149,12 @@ def _decode_reasons(paths, role):
     good = np.zeros(len(paths), bool)
     for position, _ in decoded.as_numpy_iterator():
         good[position] = True
-    return {paths[i]: decode_error(paths[i], role) or "TensorFlow cannot decode it"
+    return {paths[i]: _decode_error(paths[i], role) or "TensorFlow cannot decode it"
             for i in np.flatnonzero(~good)}
 
 
 def _progress_bar(total, progress):
-    show = total >= PROGRESS_THRESHOLD if progress is None else bool(progress)
+    show = total >= _PROGRESS_THRESHOLD if progress is None else bool(progress)
     if not show:
         return None
     import keras
@@ -170,8 +175,22 @@ def check_files(paths, role, mode="structure", num_workers=None, progress=None):
 
     Returns:
         dict mapping each bad path to the reason, in the order of ``paths``.
+
+    Example:
+        >>> import os, tempfile
+        >>> import cv2, numpy as np
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "mask.jpg")
+        >>> _ = cv2.imwrite(path, np.zeros((4, 6), "uint8"))
+        >>> from keras_seg_extras.data import FileRole, check_files
+        >>> found = check_files([path, os.path.join(folder.name, "gone.png")],
+        ...                     FileRole("mask", 1, png_only=True))
+        >>> [(os.path.basename(p), reason) for p, reason in found.items()]
+        [('mask.jpg', 'a mask must be a PNG; this is a JPEG (JPEG is lossy and changes label
+        values)'), ('gone.png', 'missing (no such file)')]
+        >>> folder.cleanup()
     """
-    check_choice("check_files", "mode", mode, MODES)
+    check_choice("check_files", "mode", mode, _MODES)
     if mode == "off":
         return {}
     unique = list(dict.fromkeys(paths))
@@ -191,7 +210,7 @@ def check_files(paths, role, mode="structure", num_workers=None, progress=None):
     return {p: reasons[p] for p in unique if p in reasons}
 
 
-def screen_pairs(owner, sources, mode, on_bad_file, progress=None, skippable=True):
+def _screen_pairs(owner, sources, mode, on_bad_file, progress=None, skippable=True):
     """Check the file columns of a paired dataset; raise or choose the pairs to keep.
 
     Args:
@@ -206,8 +225,8 @@ def screen_pairs(owner, sources, mode, on_bad_file, progress=None, skippable=Tru
     Returns:
         ``(keep, report)``: the indices of the pairs to use and a :class:`FileCheckReport`.
     """
-    check_choice(owner, "check_files", mode, MODES)
-    check_choice(owner, "on_bad_file", on_bad_file, ON_BAD_FILE)
+    check_choice(owner, "check_files", mode, _MODES)
+    check_choice(owner, "on_bad_file", on_bad_file, _ON_BAD_FILE)
     count = max(len(paths) for _, paths, _ in sources if paths is not None)
     report = FileCheckReport(mode)
     bad_pair = np.zeros(count, bool)
@@ -232,7 +251,7 @@ def screen_pairs(owner, sources, mode, on_bad_file, progress=None, skippable=Tru
         if len(report.skipped) == count:
             raise ValueError(f"{owner}: every one of the {count} pairs has a bad file:\n"
                              + "\n".join(report.lines()))
-        LOGGER.warning("%s: left out %d of %d pairs for %d bad file(s):\n%s", owner,
+        _LOGGER.warning("%s: left out %d of %d pairs for %d bad file(s):\n%s", owner,
                        len(report.skipped), count, len(report.bad_files),
                        "\n".join(report.lines()))
     return np.flatnonzero(~bad_pair), report
@@ -241,10 +260,10 @@ def screen_pairs(owner, sources, mode, on_bad_file, progress=None, skippable=Tru
 # ----------------------------------------------------------------------------- during epochs
 
 
-def explain_failure(owner, index, sources):
+def _explain_failure(owner, index, sources):
     """Message for element ``index`` whose decoding failed (its files are inspected again).
 
-    ``sources``: ``[(argument, paths or None, role), ...]`` as for :func:`screen_pairs`.
+    ``sources``: ``[(argument, paths or None, role), ...]`` as for ``_screen_pairs``.
     """
     found = []
     for argument, paths, role in sources:
@@ -252,7 +271,7 @@ def explain_failure(owner, index, sources):
             continue
         try:
             inspect_image_file(paths[index], role)
-            reason = decode_error(paths[index], role)
+            reason = _decode_error(paths[index], role)
         except BadFile as error:
             reason = str(error)
         if reason:
@@ -264,7 +283,7 @@ def explain_failure(owner, index, sources):
     return f"{owner}: " + "; ".join(found)
 
 
-def file_sizes(paths):
+def _file_sizes(paths):
     """Byte sizes of ``paths`` now (-1 for a file that cannot be stat'ed), int64."""
     sizes = np.empty(len(paths), np.int64)
     for i, path in enumerate(paths):
@@ -273,7 +292,7 @@ def file_sizes(paths):
     return sizes
 
 
-def read_checked(owner, paths, sizes, index):
+def _read_checked(owner, paths, sizes, index):
     """``tf.io.read_file(paths[index])`` that fails naming the file if its size changed.
 
     The pipelines record each file's size when they are built (after the check). A file
@@ -286,7 +305,7 @@ def read_checked(owner, paths, sizes, index):
     Args:
         owner: the pipeline's name, for the message.
         paths: string tensor of the paths.
-        sizes: int64 tensor of their sizes from :func:`file_sizes`.
+        sizes: int64 tensor of their sizes from ``_file_sizes``.
         index: scalar int64 tensor.
     """
     import tensorflow as tf

@@ -2,7 +2,7 @@
 
 :func:`inspect_image_bytes` walks a PNG, JPEG, GIF or BMP file to its end (PNG chunk lengths
 and critical-chunk CRCs, JPEG segments to the end-of-image marker, the GIF trailer, the BMP
-row data) and raises :class:`BadFile` with the reason; :func:`role_problem` says why a
+row data) and raises :class:`BadFile` with the reason; ``_role_problem`` says why a
 well-formed file would still be read wrongly as an image, a mask or a label map. Used by
 :mod:`keras_seg_extras.data.file_check`.
 """
@@ -31,6 +31,14 @@ class FileRole:
         decoder: ``"image"`` (``tf.io.decode_image``, uint8) or ``"png"``
             (``tf.io.decode_png``, uint16): the decode of ``mode="decode"`` and of the
             re-check after a failure during an epoch.
+
+    Example:
+        The role of a binary mask in :func:`~keras_seg_extras.data.segmentation_dataset`:
+
+        >>> from keras_seg_extras.data import FileRole
+        >>> role = FileRole("mask", channels=1, png_only=True, allow_16_bit=False)
+        >>> role.name, role.keep_values, role.decoder
+        ('mask', False, 'image')
     """
 
     name: str
@@ -42,7 +50,16 @@ class FileRole:
 
 
 class BadFile(Exception):
-    """Raised by :func:`inspect_image_file` with the reason as its message."""
+    """Raised by :func:`inspect_image_file` with the reason as its message.
+
+    Example:
+        >>> from keras_seg_extras.data import BadFile, inspect_image_bytes
+        >>> try:
+        ...     inspect_image_bytes(b"")
+        ... except BadFile as error:
+        ...     print(error)
+        empty file (0 bytes)
+    """
 
 
 # ----------------------------------------------------------------------------- formats
@@ -154,7 +171,20 @@ def _bmp(data):
 
 
 def inspect_image_bytes(data):
-    """Format and header of an encoded image; raises :class:`BadFile` with the reason."""
+    """Format and header of an encoded image; raises :class:`BadFile` with the reason.
+
+    Example:
+        >>> import cv2, numpy as np
+        >>> png = cv2.imencode(".png", np.zeros((4, 6), "uint8"))[1].tobytes()
+        >>> from keras_seg_extras.data import inspect_image_bytes
+        >>> inspect_image_bytes(png)
+        {'format': 'PNG', 'height': 4, 'width': 6, 'depth': 8, 'colour': 'grey'}
+        >>> inspect_image_bytes(png[:-12])  # the IEND chunk cut off
+        Traceback (most recent call last):
+        ...
+        keras_seg_extras.data.image_formats.BadFile: truncated PNG: 67 bytes, ends before the
+        IEND chunk
+    """
     if len(data) == 0:
         raise BadFile("empty file (0 bytes)")
     if data.startswith(_PNG_SIGNATURE):
@@ -169,7 +199,7 @@ def inspect_image_bytes(data):
                   f"with {bytes(data[:8])!r}")
 
 
-def role_problem(header, role):
+def _role_problem(header, role):
     """Why a well-formed file would still be read wrongly in ``role``, or None."""
     kind = header["format"]
     if role.png_only and kind != "PNG":
@@ -194,7 +224,24 @@ def role_problem(header, role):
 
 
 def inspect_image_file(path, role):
-    """Header of the file at ``path``; raises :class:`BadFile` if ``role`` cannot use it."""
+    """Header of the file at ``path``; raises :class:`BadFile` if ``role`` cannot use it.
+
+    Example:
+        >>> import os, tempfile
+        >>> import cv2, numpy as np
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "mask.jpg")
+        >>> _ = cv2.imwrite(path, np.zeros((4, 6), "uint8"))
+        >>> from keras_seg_extras.data import FileRole, inspect_image_file
+        >>> inspect_image_file(path, FileRole("image"))["format"]
+        'JPEG'
+        >>> inspect_image_file(path, FileRole("mask", 1, png_only=True))
+        Traceback (most recent call last):
+        ...
+        keras_seg_extras.data.image_formats.BadFile: a mask must be a PNG; this is a JPEG (JPEG
+        is lossy and changes label values)
+        >>> folder.cleanup()
+    """
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -206,7 +253,7 @@ def inspect_image_file(path, role):
         raise BadFile(f"cannot be read ({type(error).__name__}: {error.strerror or error})") \
             from None
     header = inspect_image_bytes(data)
-    problem = role_problem(header, role)
+    problem = _role_problem(header, role)
     if problem:
         raise BadFile(problem)
     return header

@@ -13,11 +13,12 @@ in which they finish; a repeated dataset augments an image differently in each e
 import os
 
 import numpy as np
-import tensorflow as tf
 
-from keras_seg_extras._common import check_number, fail
+from keras_seg_extras._common import OptionalModule, check_number, fail
 from keras_seg_extras.data import file_check
 from keras_seg_extras.data.augment import Augmenter, element_seed
+
+tf = OptionalModule("tensorflow", "tf")
 
 _OWNER = "kse.data.pipeline.segmentation_dataset"
 
@@ -132,7 +133,7 @@ def segmentation_dataset(images, masks, batch_size, image_size, augment=None, sh
                    allow_16_bit=False))]
     report = None
     if image_paths or mask_paths:
-        keep, report = file_check.screen_pairs(_OWNER, sources, check_files, on_bad_file,
+        keep, report = file_check._screen_pairs(_OWNER, sources, check_files, on_bad_file,
                                                progress)
         if report.skipped:
             image_list, mask_list = ([p[i] for i in keep] if p is not None else None
@@ -142,13 +143,13 @@ def segmentation_dataset(images, masks, batch_size, image_size, augment=None, sh
             count = len(keep)
     if image_paths:
         image_table = tf.constant(image_list)
-        image_sizes = tf.constant(file_check.file_sizes(image_list))
+        image_sizes = tf.constant(file_check._file_sizes(image_list))
     else:
         image_array = _as_array("images", images, 4)
         channels = image_array.shape[-1]
     if mask_paths:
         mask_table = tf.constant(mask_list)
-        mask_sizes = tf.constant(file_check.file_sizes(mask_list))
+        mask_sizes = tf.constant(file_check._file_sizes(mask_list))
     else:
         mask_array = _as_array("masks", masks, 4)
         if mask_array.shape[-1] != 1:
@@ -160,14 +161,14 @@ def segmentation_dataset(images, masks, batch_size, image_size, augment=None, sh
     def load(index):
         if image_paths:
             image = tf.io.decode_image(
-                file_check.read_checked(_OWNER, image_table, image_sizes, index),
+                file_check._read_checked(_OWNER, image_table, image_sizes, index),
                 channels=channels, expand_animations=False)
         else:
             image = tf.numpy_function(lambda i: image_array[i], [index], tf.uint8)
             image.set_shape([None, None, channels])
         if mask_paths:
             mask = tf.io.decode_image(
-                file_check.read_checked(_OWNER, mask_table, mask_sizes, index),
+                file_check._read_checked(_OWNER, mask_table, mask_sizes, index),
                 channels=1, expand_animations=False)
         else:
             mask = tf.numpy_function(lambda i: mask_array[i], [index], tf.uint8)

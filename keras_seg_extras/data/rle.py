@@ -3,11 +3,12 @@
 Both formats list runs of foreground pixels of the flattened mask as ``"start length"`` pairs
 separated by spaces; they differ in how a start is counted:
 
-- **SIIM** (SIIM-ACR Pneumothorax Segmentation, 2019; paper 003, 2.1): pixels in column-major
-  order (down the first column, then the next; the competition's ``rle2mask(...).T``), and each
-  start is *relative*: the number of background pixels between the end of the previous run
-  (or the first pixel, for the first run) and the start of this one. An empty mask is ``"-1"``.
-  An image with several objects may appear on several rows; their masks are unioned.
+- **SIIM** ("SIIM-ACR Pneumothorax Segmentation", work report of SIIM's Kaggle competition
+  (2019), section 2.1): pixels in column-major order (down the first column, then the next;
+  the competition's ``rle2mask(...).T``), and each start is *relative*: the number of
+  background pixels between the end of the previous run (or the first pixel, for the first
+  run) and the start of this one. An empty mask is ``"-1"``. An image with several objects may
+  appear on several rows; their masks are unioned.
 - **Kaggle** (Carvana, Airbus, most others): absolute 1-based starts, pairs sorted and not
   overlapping, pixel order row-major (``order="C"``) or column-major (``order="F"``, e.g.
   Airbus ship detection). An empty mask is ``""``.
@@ -309,6 +310,14 @@ def decode_rows(image_ids, rles, shape, format="siim", order="C"):
 
     Returns:
         dict mapping each image id (in first-seen order) to its uint8 {0, 1} mask.
+
+    Example:
+        Image ``a`` has two rows (two objects), ``b`` one empty row (``-1``):
+
+        >>> from keras_seg_extras.data import decode_rows
+        >>> masks = decode_rows(["a", "b", "a"], ["0 2", "-1", "8 1"], (3, 3))
+        >>> masks["a"].tolist(), int(masks["b"].sum())
+        ([[1, 0, 0], [1, 0, 0], [0, 0, 1]], 0)
     """
     owner = f"{_MODULE}.decode_rows"
     check_choice(owner, "format", format, ("siim", "kaggle"))

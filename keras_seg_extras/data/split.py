@@ -1,10 +1,11 @@
 """Stratified train/validation splits and k folds, with an optional group key (NumPy only).
 
-Paper 003, 4.1.1: the labelled SIIM images were split 85/15 with stratified sampling "to
-maintain the proportion of patients with pneumothorax" in both parts. Stratify on a per-image
-label such as "has a mask"; pass ``groups`` (e.g. the patient id) when several images come
-from one patient, so that a patient is never in training and validation at once (otherwise the
-validation score flatters the model with near-duplicates of training images).
+"SIIM-ACR Pneumothorax Segmentation", work report of SIIM's Kaggle competition (2019), section
+4.1.1: the labelled SIIM images were split 85/15 with stratified sampling "to maintain the
+proportion of patients with pneumothorax" in both parts. Stratify on a per-image label such as
+"has a mask"; pass ``groups`` (e.g. the patient id) when several images come from one patient,
+so that a patient is never in training and validation at once (otherwise the validation score
+flatters the model with near-duplicates of training images).
 
 Without groups the split is exact: each class contributes ``fraction * n_class`` samples to
 validation, rounded by the largest-remainder rule so that the total is
@@ -175,7 +176,7 @@ def stratified_split(labels, validation_fraction=0.15, groups=None, seed=0):
 
     Args:
         labels: 1-D array, one label per sample (e.g. ``has_mask``, booleans or class ids).
-        validation_fraction: share of the samples in validation, 0 < f < 1 (0.15: paper 003).
+        validation_fraction: share of the samples in validation, 0 < f < 1 (0.15: SIIM-ACR report).
         groups: optional 1-D array of group keys (patient ids); a group is never split.
         seed: seed of the random order.
 

@@ -29,9 +29,9 @@ import numpy as np
 from keras_seg_extras._common import check_number, fail
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-NUM_REGIONS = 116
+_NUM_REGIONS = 116
 #: Consecutive axial slices per slab in the train/validation split.
-SLAB_THICKNESS = 10
+_SLAB_THICKNESS = 10
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,6 +56,12 @@ def load_volume():
     Returns:
         ``(image, labels)``: two (181, 217, 181) uint8 arrays in NIfTI voxel order (x: left to
         right, y: posterior to anterior, z: inferior to superior), labels in 0..116.
+
+    Example:
+        >>> from keras_seg_extras.datasets import load_brain_volume
+        >>> image, labels = load_brain_volume()
+        >>> image.shape, int(labels.max())
+        ((181, 217, 181), 116)
     """
     image, labels = _arrays()
     return image.copy(), labels.copy()
@@ -71,24 +77,31 @@ def region_names(num_classes=117):
     Returns:
         A list of ``num_classes`` strings; index 0 is ``"background"``, index r the AAL short
         name of region r (e.g. 1 ``"Precentral_L"``, 2 ``"Precentral_R"``).
+
+    Example:
+        >>> from keras_seg_extras.datasets import brain_region_names
+        >>> brain_region_names()[:3]
+        ['background', 'Precentral_L', 'Precentral_R']
+        >>> len(brain_region_names(30))
+        30
     """
     num_classes = _check_num_classes("kse.datasets.brain.region_names", num_classes)
     names = ("background",) + _region_table()
-    if num_classes == NUM_REGIONS + 1:
+    if num_classes == _NUM_REGIONS + 1:
         return list(names)
     table = _fold_table(num_classes)
-    return ["background"] + ["+".join(names[r] for r in range(1, NUM_REGIONS + 1) if table[r] == k)
+    return ["background"] + ["+".join(names[r] for r in range(1, _NUM_REGIONS + 1) if table[r] == k)
                              for k in range(1, num_classes)]
 
 
 def _check_num_classes(owner, num_classes):
-    return check_number(owner, "num_classes", num_classes, minimum=2, maximum=NUM_REGIONS + 1,
+    return check_number(owner, "num_classes", num_classes, minimum=2, maximum=_NUM_REGIONS + 1,
                         integer=True)
 
 
 def _fold_table(num_classes):
-    regions = np.arange(NUM_REGIONS + 1)
-    table = 1 + ((regions - 1) * (num_classes - 1)) // NUM_REGIONS
+    regions = np.arange(_NUM_REGIONS + 1)
+    table = 1 + ((regions - 1) * (num_classes - 1)) // _NUM_REGIONS
     table[0] = 0
     return table.astype("uint8")
 
@@ -114,7 +127,9 @@ def fold_regions(labels, num_classes):
             0..116.
 
     Example:
-        >>> kse.datasets.brain.fold_regions(np.array([0, 1, 2, 116]), 3)
+        >>> import numpy as np
+        >>> from keras_seg_extras.datasets import fold_brain_regions
+        >>> fold_brain_regions(np.array([0, 1, 2, 116]), 3)
         array([0, 1, 1, 2], dtype=uint8)
     """
     owner = "kse.datasets.brain.fold_regions"
@@ -122,8 +137,8 @@ def fold_regions(labels, num_classes):
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):
         fail(owner, "labels", labels.dtype, "must hold integers (AAL region ids)")
-    if labels.size and (labels.min() < 0 or labels.max() > NUM_REGIONS):
-        bad = labels[(labels < 0) | (labels > NUM_REGIONS)]
+    if labels.size and (labels.min() < 0 or labels.max() > _NUM_REGIONS):
+        bad = labels[(labels < 0) | (labels > _NUM_REGIONS)]
         fail(owner, "labels", int(bad[0]), "must lie in 0..116")
     return _fold_table(num_classes)[labels]
 
@@ -146,7 +161,7 @@ def _nearest_index(size_in, size_out):
                       size_in - 1)
 
 
-def resize_slices(images, labels, image_size):
+def _resize_slices(images, labels, image_size):
     """Resize (N, H, W) square slices: images bilinear (rounded uint8), labels nearest."""
     size_in = images.shape[1]
     if size_in == image_size:
@@ -159,7 +174,13 @@ def resize_slices(images, labels, image_size):
 
 
 def labelled_slices():
-    """The z indices of the axial slices that hold at least one atlas label (146 of 181)."""
+    """The z indices of the axial slices that hold at least one atlas label (146 of 181).
+
+    Example:
+        >>> from keras_seg_extras.datasets import brain_labelled_slices
+        >>> len(brain_labelled_slices())
+        146
+    """
     _, labels = _arrays()
     return np.flatnonzero(labels.any(axis=(0, 1)))
 
@@ -167,23 +188,29 @@ def labelled_slices():
 def slab_split(validation_fraction=0.2):
     """Which labelled axial slices go to training and which to validation.
 
-    The labelled slices (in z order) are cut into slabs of ``SLAB_THICKNESS``; the number of
+    The labelled slices (in z order) are cut into slabs of 10 consecutive slices; the number of
     validation slabs is ``round(validation_fraction * number_of_slabs)`` (at least one when the
     fraction is > 0), slab ``floor((j + 0.5) * number_of_slabs / k)`` for j = 0..k-1.
 
     Returns:
         ``(train_z, val_z)``: sorted z indices into the volume.
+
+    Example:
+        >>> from keras_seg_extras.datasets import brain_slab_split
+        >>> train_z, val_z = brain_slab_split(0.2)
+        >>> len(train_z), len(val_z), val_z[:3].tolist()
+        (116, 30, [30, 31, 32])
     """
     owner = "kse.datasets.brain.slab_split"
     validation_fraction = check_number(owner, "validation_fraction", validation_fraction,
                                        minimum=0.0, maximum=1.0, max_inclusive=False)
     slices = labelled_slices()
-    num_slabs = -(-len(slices) // SLAB_THICKNESS)
+    num_slabs = -(-len(slices) // _SLAB_THICKNESS)
     count = int(round(validation_fraction * num_slabs))
     if validation_fraction > 0:
         count = min(max(count, 1), num_slabs - 1)
     chosen = [int(np.floor((j + 0.5) * num_slabs / count)) for j in range(count)]
-    slab_of = np.arange(len(slices)) // SLAB_THICKNESS
+    slab_of = np.arange(len(slices)) // _SLAB_THICKNESS
     is_val = np.isin(slab_of, chosen)
     return slices[~is_val], slices[is_val]
 
@@ -197,8 +224,8 @@ def _slices(z, image_size, num_classes):
     padding = ((0, 0), (pad_rows // 2, pad_rows - pad_rows // 2),
                (pad_cols // 2, pad_cols - pad_cols // 2))
     x, y = np.pad(x, padding), np.pad(y, padding)
-    x, y = resize_slices(x, y, image_size)
-    if num_classes != NUM_REGIONS + 1:
+    x, y = _resize_slices(x, y, image_size)
+    if num_classes != _NUM_REGIONS + 1:
         y = fold_regions(y, num_classes)
     return np.ascontiguousarray(x[..., None]), np.ascontiguousarray(y[..., None])
 
@@ -222,7 +249,8 @@ def load_data(image_size=128, num_classes=117, validation_fraction=0.2):
         ValueError: for a bad ``image_size``, ``num_classes`` or ``validation_fraction``.
 
     Example:
-        >>> (x_train, y_train), (x_val, y_val) = kse.datasets.brain.load_data(64, num_classes=30)
+        >>> from keras_seg_extras.datasets import load_brain
+        >>> (x_train, y_train), (x_val, y_val) = load_brain(64, num_classes=30)
         >>> x_train.shape, int(y_train.max()) <= 29
         ((116, 64, 64, 1), True)
     """

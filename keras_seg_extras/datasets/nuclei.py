@@ -17,9 +17,6 @@ import numpy as np
 from keras_seg_extras._common import check_number, fail
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-IMAGE_SIZE = 512
-#: Top-left corner (row, column) of the validation quadrant.
-VALIDATION_ORIGIN = (256, 256)
 _QUADRANT = 256
 
 
@@ -35,6 +32,12 @@ def load_image():
     Returns:
         ``(image, mask, instances)``: image (512, 512) uint8 (grey), mask (512, 512) uint8 in
         {0, 1}, instances (512, 512) uint8 with 0 = background and one id per nucleus.
+
+    Example:
+        >>> from keras_seg_extras.datasets import load_nuclei_image
+        >>> image, mask, instances = load_nuclei_image()
+        >>> image.shape, image.dtype, int(mask.max())
+        ((512, 512), dtype('uint8'), 1)
     """
     arrays = _arrays()
     return arrays["image"].copy(), arrays["mask"].copy(), arrays["instances"].copy()
@@ -64,7 +67,8 @@ def load_data(tile_size=128):
         ValueError: if ``tile_size`` is not a positive integer dividing 256.
 
     Example:
-        >>> (x_train, y_train), (x_val, y_val) = kse.datasets.nuclei.load_data(tile_size=128)
+        >>> from keras_seg_extras.datasets import load_nuclei
+        >>> (x_train, y_train), (x_val, y_val) = load_nuclei(tile_size=128)
         >>> x_train.shape, y_val.shape
         ((12, 128, 128, 3), (4, 128, 128, 1))
     """

@@ -18,7 +18,16 @@ PROBE_SIZE = (37, 53)
 
 
 class ExportVerificationError(RuntimeError):
-    """The written artifact, run by its own runtime, differs from the Keras model."""
+    """The written artifact, run by its own runtime, differs from the Keras model.
+
+    Example:
+        Raised by :func:`export_model` (``verify=True``) when the largest difference exceeds
+        ``tolerance``; catch it to keep a run going without the artifact:
+
+        >>> from keras_seg_extras.export import ExportVerificationError
+        >>> issubclass(ExportVerificationError, RuntimeError)
+        True
+    """
 
 
 def _check_input_dtypes(owner, fmt, input_dtypes):
@@ -213,7 +222,20 @@ def export_model(model, path, format="tf_saved_model", tta=None, threshold=None,
         ImportError: the converter or runtime of ``format`` is missing (the ``export`` extra).
         ExportVerificationError: the artifact does not reproduce the Keras model.
 
-    Example (serving without keras_seg_extras)::
+    Example:
+        >>> import keras
+        >>> inputs = keras.Input((None, None, 3))
+        >>> model = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same",
+        ...                                                 activation="sigmoid")(inputs))
+        >>> import os, tempfile
+        >>> import keras_seg_extras as kse
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = kse.export_model(model, os.path.join(folder.name, "model"), threshold=0.5)
+        >>> sorted(os.listdir(path))
+        ['assets', 'fingerprint.pb', 'saved_model.pb', 'variables']
+        >>> folder.cleanup()
+
+    Serving without keras_seg_extras::
 
         kse.export_model(model, "export/siim.onnx", format="onnx", tta="hflip", threshold=0.5)
         # elsewhere, ONNX Runtime only:
@@ -231,7 +253,25 @@ def export_saved_model(model, path, tta=None, threshold=None, multiple=32, uint8
     with endpoints ``serve`` (float32, also ``serving_default``) and ``serve_uint8``; the
     arguments are :func:`export_model`'s.
 
-    Example (serving without keras_seg_extras)::
+    Example:
+        >>> import keras
+        >>> inputs = keras.Input((None, None, 3))
+        >>> model = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same",
+        ...                                                 activation="sigmoid")(inputs))
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import tensorflow as tf
+        >>> import keras_seg_extras as kse
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = kse.export_saved_model(model, os.path.join(folder.name, "model"),
+        ...                               threshold=0.5, verify=False)
+        >>> served = tf.saved_model.load(path)
+        >>> out = served.serve_uint8(np.zeros((1, 45, 33, 3), "uint8"))  # any size
+        >>> out["probabilities"].shape, out["mask"].dtype
+        (TensorShape([1, 45, 33, 1]), tf.uint8)
+        >>> folder.cleanup()
+
+    Serving without keras_seg_extras::
 
         kse.export_saved_model(model, "export/siim", tta="hflip", threshold=0.5)
         # elsewhere, TensorFlow only:

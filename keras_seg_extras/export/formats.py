@@ -13,12 +13,11 @@ import tempfile
 
 import keras
 import numpy as np
-import tensorflow as tf
-# TensorFlow's freezing of a concrete function (what tf2onnx and the TFLite converter use); it
-# has no public name.
-from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+from keras_seg_extras._common import OptionalModule
 from keras_seg_extras.export.serving import ENDPOINTS
+
+tf = OptionalModule("tensorflow", "tf")
 
 #: ONNX operator set of the exported graphs: supported by ONNX Runtime >= 1.12, TensorRT >= 8.4
 #: and OpenVINO >= 2022.1.
@@ -76,6 +75,11 @@ class OnnxFormat:
         # Frozen here rather than by tf2onnx.convert.from_function, which makes tensors the
         # graph captures (keras' Normalization mean and variance in EfficientNets) extra graph
         # inputs instead of constants, and runs TensorFlow's graph optimiser twice.
+        # TensorFlow's freezing of a concrete function (what tf2onnx and the TFLite converter
+        # use); it has no public name.
+        from tensorflow.python.framework.convert_to_constants import (
+            convert_variables_to_constants_v2)
+
         function = tf.function(serve).get_concrete_function(spec)
         images = function.inputs[0].name
         outputs = {tensor.name: key for key, tensor in function.structured_outputs.items()}

@@ -20,10 +20,11 @@ probabilities > threshold when ``threshold`` is given.
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from keras_seg_extras._common import fail
+from keras_seg_extras._common import OptionalModule, fail
 from keras_seg_extras.inference.tta import with_tta
+
+tf = OptionalModule("tensorflow", "tf")
 
 #: Endpoint (SavedModel) and signature (LiteRT) name of each input dtype.
 ENDPOINTS = {"float32": "serve", "uint8": "serve_uint8"}
@@ -81,6 +82,17 @@ def serving_function(model, threshold=None, multiple=32, uint8_scale=1.0):
 
     Returns:
         ``serve(images)``: images uint8 or float (B, H, W, C) -> dict of outputs.
+
+    Example:
+        >>> import keras
+        >>> import tensorflow as tf
+        >>> from keras_seg_extras.export import serving_function
+        >>> inputs = keras.Input((None, None, 3))
+        >>> model = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs))
+        >>> serve = serving_function(model, threshold=0.5)
+        >>> out = serve(tf.zeros((2, 45, 33, 3)))  # padded to 64 x 64 inside, cropped back
+        >>> out["probabilities"].shape, out["mask"].shape
+        (TensorShape([2, 45, 33, 1]), TensorShape([2, 45, 33, 1]))
     """
     channels = model.input_shape[-1]
 

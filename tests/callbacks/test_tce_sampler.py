@@ -7,7 +7,7 @@ from tests.training.replicas import two_cpu_replicas
 import pytest
 import tensorflow as tf
 
-import keras_seg_extras as kse  # noqa: F401  (kse.data is loaded lazily)
+import keras_seg_extras as kse
 from keras_seg_extras.callbacks import StochasticTCESampler
 
 K = 4

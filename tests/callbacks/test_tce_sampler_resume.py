@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-import keras_seg_extras as kse  # noqa: F401  (kse.data is loaded lazily)
+import keras_seg_extras as kse
 from keras_seg_extras.callbacks import StochasticTCESampler
 from tests.callbacks.test_tce_sampler import _StateAtBegin
 

@@ -207,7 +207,7 @@ def test_formats_read_wrongly_for_their_role_are_bad(tmp_path):
 
 def test_progress_bar_for_large_checks(tmp_path, capsys, monkeypatch):
     images, _ = _folder(tmp_path, n=3)
-    monkeypatch.setattr(file_check, "PROGRESS_THRESHOLD", 3)
+    monkeypatch.setattr(file_check, "_PROGRESS_THRESHOLD", 3)
     file_check.check_files(images, FileRole("image", 2))  # a new role: not cached
     assert "3/3" in capsys.readouterr().out
     file_check.check_files(images, IMAGE, progress=False)

@@ -2,7 +2,7 @@
 
 Both pipelines read the same PNG files (real nuclei tiles from the shipped sample, D4
 variants, written to a temporary folder), decode, resize and batch them the same way; the
-augmented one adds ``kse.data.augment.siim_preset`` through ``tf.numpy_function`` with
+augmented one adds ``kse.data.siim_preset`` through ``tf.numpy_function`` with
 ``num_parallel_calls=AUTOTUNE``. Runs alternate (plain, augmented, plain, ...) so that a
 change in machine load hits both; the table gives the median of the repeats and the ratio.
 
@@ -27,7 +27,7 @@ import keras_seg_extras as kse  # noqa: E402
 def write_pngs(folder, count, size):
     import cv2
 
-    (x_train, y_train), (x_val, y_val) = kse.datasets.nuclei.load_data(tile_size=256)
+    (x_train, y_train), (x_val, y_val) = kse.datasets.load_nuclei(tile_size=256)
     x, y = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
     images, masks = [], []
     for i in range(count):
@@ -63,14 +63,13 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    pipeline, augment = kse.data.pipeline, kse.data.augment
     with tempfile.TemporaryDirectory() as folder:
         images, masks = write_pngs(folder, args.images, args.image_size)
-        preset = augment.siim_preset(args.image_size)
+        preset = kse.data.siim_preset(args.image_size)
         runs = {"plain": [], "augmented": []}
         for repeat in range(args.repeats + 1):  # the first round warms up (tracing, caches)
             for name, transform in (("plain", None), ("augmented", preset)):
-                dataset = pipeline.segmentation_dataset(images, masks, args.batch_size,
+                dataset = kse.data.segmentation_dataset(images, masks, args.batch_size,
                                                         args.image_size, augment=transform,
                                                         seed=repeat)
                 rate = images_per_second(dataset, args.images)

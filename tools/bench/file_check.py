@@ -6,10 +6,10 @@ offsets, ``--size`` px) is read by:
 - ``plain``: the same ``read_file`` + ``decode_image`` + resize-if-needed + batch as
   ``segmentation_dataset``, with nothing added (the pipeline before file checks);
 - ``pipeline, no size check``: ``segmentation_dataset(..., check_files="off")`` with
-  ``file_check.read_checked`` replaced by a plain ``tf.io.read_file`` (the A/B of the check);
+  ``file_check._read_checked`` replaced by a plain ``tf.io.read_file`` (the A/B of the check);
 - ``pipeline, size check``: the same as shipped: the per-file size comparison that names a
-  file changed after the check (``read_checked``);
-- ``structure check``: ``kse.data.file_check.check_files`` over every image and mask (read
+  file changed after the check (``_read_checked``);
+- ``structure check``: ``kse.data.check_files`` over every image and mask (read
   whole, PNG chunks and CRCs walked, no decoding), in parallel; the per-process cache is
   cleared before each run;
 - ``decode check``: the same plus a full TensorFlow decode of every file.
@@ -38,7 +38,7 @@ import keras_seg_extras as kse  # noqa: E402
 def write_folder(folder, pairs, size):
     import tensorflow as tf
 
-    image, mask, _ = kse.datasets.nuclei.load_image()
+    image, mask, _ = kse.datasets.load_nuclei_image()
     image = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=-1)
     mask = mask if mask.ndim == 2 else mask[..., 0]
     rng = np.random.default_rng(0)
@@ -83,15 +83,15 @@ def pipeline_epoch(images, masks, size, batch, size_check):
 
     from keras_seg_extras.data import file_check
 
-    shipped = file_check.read_checked
+    shipped = file_check._read_checked
     if not size_check:
-        file_check.read_checked = lambda owner, paths, sizes, index: tf.io.read_file(
+        file_check._read_checked = lambda owner, paths, sizes, index: tf.io.read_file(
             tf.gather(paths, index))
     try:
-        dataset = kse.data.pipeline.segmentation_dataset(images, masks, batch, size,
-                                                         shuffle=False, check_files="off")
+        dataset = kse.data.segmentation_dataset(images, masks, batch, size,
+                                                shuffle=False, check_files="off")
     finally:
-        file_check.read_checked = shipped
+        file_check._read_checked = shipped
     return epoch(dataset)
 
 

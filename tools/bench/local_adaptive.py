@@ -77,7 +77,7 @@ def peak_rise(call):
 
 
 def real_labels():
-    (_, y_train), _ = kse.datasets.brain.load_data(image_size=SIZE, num_classes=CLASSES)
+    (_, y_train), _ = kse.datasets.load_brain(image_size=SIZE, num_classes=CLASSES)
     picks = np.linspace(0.35, 0.75, BATCH) * (len(y_train) - 1)
     return y_train[picks.astype(int), ..., 0].astype("int32")
 

@@ -20,14 +20,14 @@ args = recipe.parse_args(["--demo", "--output-dir", out, "--workers", "1"])
 import keras_seg_extras as kse  # noqa: E402
 
 _, train, val = recipe.prepare(args)
-model = recipe.load_kept_models(args, kse.training.distribute.strategy())[name]
+model = recipe.load_kept_models(args, kse.training.strategy())[name]
 size = int(name)
 
 
 def dataset(part, augment):
-    return kse.data.pipeline.segmentation_dataset(
+    return kse.data.segmentation_dataset(
         [r["image"] for r in part], [r["mask"] for r in part], batch_size=8, image_size=size,
-        augment=kse.data.augment.siim_preset(size) if augment else None, shuffle=False,
+        augment=kse.data.siim_preset(size) if augment else None, shuffle=False,
         seed=1, repeat=False)
 
 

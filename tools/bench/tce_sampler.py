@@ -45,7 +45,7 @@ def write_files(folder, size, num_classes):
     draw favours the slices with many regions: with them the ratio would measure the data,
     not the pipeline. Noise PNGs of one size cost the same to decode whichever is drawn.
     """
-    (_, y), _ = kse.datasets.brain.load_data(image_size=size, num_classes=num_classes)
+    (_, y), _ = kse.datasets.load_brain(image_size=size, num_classes=num_classes)
     noise = np.random.default_rng(0)
     images, labels = [], []
     for n in range(y.shape[0]):

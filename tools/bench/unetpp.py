@@ -165,7 +165,7 @@ def table_rows(models, size, times):
 def encoder_table(size=512):
     """For every encoder of the table: the skips of the default (Fig. 5) U-Net++ with their
     channels, its parameters and its MACs at ``size`` (no timing)."""
-    from keras_seg_extras.models.encoders import ENCODERS
+    from keras_seg_extras.models import ENCODERS
 
     print(f"| encoder | skips at strides 2, 4, 8, 16 (channels) | params (M) | GMACs at {size} |")
     print("|---|---|---|---|")

@@ -1,7 +1,9 @@
 """Boxes for video-instance post-processing (NumPy): IoU, max-score box fusion, mask scoring.
 
-Paper 001, sections 3.5.1 (mask scoring) and 3.5.2 (ensembles). Boxes are ``(x1, y1, x2, y2)``
-with ``x2 >= x1`` and ``y2 >= y1``, in any consistent unit (pixels or normalised).
+From "1st Place Solution for YouTubeVOS Challenge 2021: Video Instance Segmentation"
+(technical report, 2021), sections 3.5.1 (mask scoring) and 3.5.2 (ensembles). Boxes are
+``(x1, y1, x2, y2)`` with ``x2 >= x1`` and ``y2 >= y1``, in any consistent unit (pixels or
+normalised).
 """
 
 import numpy as np
@@ -9,7 +11,7 @@ import numpy as np
 from keras_seg_extras._common import check_number, fail
 
 
-def as_boxes(owner, argument, boxes):
+def _as_boxes(owner, argument, boxes):
     """Validate an (N, 4) array of ``(x1, y1, x2, y2)`` boxes; return float64."""
     array = np.asarray(boxes, dtype="float64")
     if array.size == 0:
@@ -39,10 +41,12 @@ def box_iou(boxes_a, boxes_b):
         float64 (N, M) matrix.
 
     Example:
-        >>> box_iou([[0, 0, 2, 2]], [[1, 0, 3, 2]])   # [[1/3]]
+        >>> from keras_seg_extras.video import box_iou
+        >>> box_iou([[0, 0, 2, 2]], [[1, 0, 3, 2], [0, 0, 2, 2]])
+        array([[0.33333333, 1.        ]])
     """
-    a = as_boxes("box_iou", "boxes_a", boxes_a)
-    b = as_boxes("box_iou", "boxes_b", boxes_b)
+    a = _as_boxes("box_iou", "boxes_a", boxes_a)
+    b = _as_boxes("box_iou", "boxes_b", boxes_b)
     width = np.clip(np.minimum(a[:, None, 2], b[None, :, 2])
                     - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
     height = np.clip(np.minimum(a[:, None, 3], b[None, :, 3])
@@ -58,9 +62,9 @@ def fuse_boxes(boxes_list, scores_list, labels_list=None, *, iou_threshold=0.55,
                model_weights=None):
     """Ensemble detections of several models by clustering, with the MAXIMUM score.
 
-    Paper 001, section 3.5.2: boxes of several models are merged (Greedy Auto Ensemble
-    style) and, so that the fused score stays calibrated, the fused score is the maximum
-    of the cluster's scores ("inherited from the dominant box"), never their average.
+    The YouTubeVOS 2021 VIS report, section 3.5.2: boxes of several models are merged (Greedy
+    Auto Ensemble style) and, so that the fused score stays calibrated, the fused score is the
+    maximum of the cluster's scores ("inherited from the dominant box"), never their average.
 
     Algorithm (greedy, deterministic): all boxes of all models are visited by decreasing
     score (ties: model order, then box order). A box joins the existing cluster of the same
@@ -86,7 +90,19 @@ def fuse_boxes(boxes_list, scores_list, labels_list=None, *, iou_threshold=0.55,
         (list of K int arrays of (model, index) rows), sorted by decreasing score.
 
     Example:
-        >>> fused = fuse_boxes([boxes_a, boxes_b], [scores_a, scores_b], [labels_a, labels_b])
+        Two models; their label-1 boxes overlap and fuse, model b's label-2 box stays alone:
+
+        >>> import numpy as np
+        >>> from keras_seg_extras.video import fuse_boxes
+        >>> fused = fuse_boxes([np.array([[0, 0, 10, 10]]),
+        ...                     np.array([[1, 1, 11, 11], [50, 50, 60, 60]])],
+        ...                    [np.array([0.9]), np.array([0.8, 0.3])],
+        ...                    [np.array([1]), np.array([1, 2])])
+        >>> fused["boxes"].round(2)
+        array([[ 0.47,  0.47, 10.47, 10.47],
+               [50.  , 50.  , 60.  , 60.  ]])
+        >>> fused["scores"], fused["labels"]
+        (array([0.9, 0.3]), array([1, 2]))
     """
     owner = "fuse_boxes"
     if not isinstance(boxes_list, (list, tuple)) or not boxes_list:
@@ -113,7 +129,7 @@ def fuse_boxes(boxes_list, scores_list, labels_list=None, *, iou_threshold=0.55,
 
     rows = []  # (score, model, index, box, label)
     for m in range(models):
-        boxes = as_boxes(owner, f"boxes_list[{m}]", boxes_list[m])
+        boxes = _as_boxes(owner, f"boxes_list[{m}]", boxes_list[m])
         scores = np.asarray(scores_list[m], dtype="float64").reshape(-1)
         if scores.shape[0] != boxes.shape[0]:
             fail(owner, f"scores_list[{m}]", f"{scores.shape[0]} scores",
@@ -174,6 +190,12 @@ def mask_iou(pred_masks, true_masks, threshold=0.5):
 
     Returns:
         float64 (N,); 1 where both masks are empty.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_seg_extras.video import mask_iou
+        >>> mask_iou(np.array([[[0.9, 0.8], [0.1, 0.0]]]), np.array([[[1, 0], [0, 0]]]))
+        array([0.5])
     """
     pred = np.asarray(pred_masks) >= threshold
     true = np.asarray(true_masks).astype(bool)
@@ -187,7 +209,9 @@ def mask_iou(pred_masks, true_masks, threshold=0.5):
 
 
 def mask_scored_scores(class_scores, mask_ious):
-    """Mask scoring (paper 001, 3.5.1; Mask Scoring R-CNN): final score = class score x mask IoU.
+    """Mask scoring: final score = class score x mask IoU.
+
+    From the YouTubeVOS 2021 VIS report, section 3.5.1 (after Mask Scoring R-CNN).
 
     Args:
         class_scores: (N,) classification scores in [0, 1].
@@ -197,7 +221,9 @@ def mask_scored_scores(class_scores, mask_ious):
         float64 (N,) rescored confidences.
 
     Example:
-        >>> mask_scored_scores([0.9, 0.8], [0.5, 1.0])   # [0.45, 0.8]
+        >>> from keras_seg_extras.video import mask_scored_scores
+        >>> mask_scored_scores([0.9, 0.8], [0.5, 1.0])
+        array([0.45, 0.8 ])
     """
     scores = np.asarray(class_scores, dtype="float64")
     ious = np.asarray(mask_ious, dtype="float64")

@@ -1,10 +1,11 @@
 """Online tracklet association, bidirectional tracking (BiTrack) and label voting (NumPy).
 
-Paper 001, section 3.4 (BiTrack) and 3.5.4 (label voting). Per-frame detections are linked
-into tracklets online, once forward and once backward in time; a forward and a backward
-tracklet that overlap well on the frames they share are the same object and are merged, so
-an object that one direction loses (it starts weak, is occluded, changes appearance) is
-recovered by the other. Each merged track's label is the most frequent detection label.
+From "1st Place Solution for YouTubeVOS Challenge 2021: Video Instance Segmentation" (technical
+report, 2021), section 3.4 (BiTrack) and 3.5.4 (label voting). Per-frame detections are linked
+into tracklets online, once forward and once backward in time; a forward and a backward tracklet
+that overlap well on the frames they share are the same object and are merged, so an object that
+one direction loses (it starts weak, is occluded, changes appearance) is recovered by the other.
+Each merged track's label is the most frequent detection label.
 
 Inputs are plain Python/NumPy: a video is a list of frames, each frame a dict with
 
@@ -20,7 +21,7 @@ Outputs are dicts of NumPy arrays (see :func:`bidirectional_tracks`).
 import numpy as np
 
 from keras_seg_extras._common import check_number, fail
-from keras_seg_extras.inference.boxes import as_boxes, box_iou
+from keras_seg_extras.video.boxes import _as_boxes, box_iou
 
 
 def _frame_arrays(owner, frames):
@@ -31,7 +32,7 @@ def _frame_arrays(owner, frames):
         if not isinstance(frame, dict) or "boxes" not in frame:
             fail(owner, f"frames[{t}]", type(frame).__name__,
                  "must be a dict with at least 'boxes'")
-        boxes = as_boxes(owner, f"frames[{t}]['boxes']", frame["boxes"])
+        boxes = _as_boxes(owner, f"frames[{t}]['boxes']", frame["boxes"])
         n = boxes.shape[0]
         scores = np.asarray(frame.get("scores", np.ones(n)), dtype="float64").reshape(-1)
         labels = np.asarray(frame.get("labels", np.zeros(n)), dtype="int64").reshape(-1)
@@ -76,8 +77,8 @@ def associate(frames, *, reverse=False, match_threshold=0.5, iou_weight=0.5, mem
        a tracklet but not start one, as in two-threshold trackers;
     6. tracklets whose last match is more than ``memory`` steps back leave the buffer.
 
-    Labels do not block a match (paper 001, 3.5.4: the label consistency criterion is
-    relaxed, so a misclassified frame does not break a track; see :func:`vote_label`).
+    Labels do not block a match (YouTubeVOS 2021 VIS report, 3.5.4: the label consistency
+    criterion is relaxed, so a misclassified frame does not break a track; see :func:`vote_label`).
 
     Args:
         frames: list of per-frame dicts (module docstring).
@@ -96,8 +97,16 @@ def associate(frames, *, reverse=False, match_threshold=0.5, iou_weight=0.5, mem
         detection, -1 for detections left out. Ids are 0, 1, ... in order of creation.
 
     Example:
-        >>> ids = associate(frames)                 # forward
-        >>> ids_back = associate(frames, reverse=True)
+        Two objects; the second is missed in frame 1 and found again in frame 2:
+
+        >>> import numpy as np
+        >>> frames = [
+        ...     {"boxes": np.array([[0, 0, 10, 10], [50, 50, 60, 60]]), "labels": np.array([1, 2])},
+        ...     {"boxes": np.array([[1, 1, 11, 11]]), "labels": np.array([1])},
+        ...     {"boxes": np.array([[2, 2, 12, 12], [51, 51, 61, 61]]), "labels": np.array([1, 2])}]
+        >>> from keras_seg_extras.video import associate
+        >>> associate(frames)
+        [array([0, 1]), array([0]), array([0, 1])]
     """
     owner = "associate"
     check_number(owner, "match_threshold", match_threshold, minimum=-1, maximum=1)
@@ -161,7 +170,7 @@ def associate(frames, *, reverse=False, match_threshold=0.5, iou_weight=0.5, mem
 
 
 def vote_label(labels, scores=None):
-    """The label of a track by voting (paper 001, 3.5.4).
+    """The label of a track by voting (YouTubeVOS 2021 VIS report, section 3.5.4).
 
     Without scores: the most frequent label. With scores: the label with the largest sum
     of detection scores (score-weighted vote). Ties go to the larger count, then the larger
@@ -175,8 +184,11 @@ def vote_label(labels, scores=None):
         int label.
 
     Example:
-        >>> vote_label([3, 3, 5])                      # 3
-        >>> vote_label([3, 3, 5], [0.2, 0.2, 0.9])     # 5
+        >>> from keras_seg_extras.video import vote_label
+        >>> vote_label([3, 3, 5])
+        3
+        >>> vote_label([3, 3, 5], [0.2, 0.2, 0.9])
+        5
     """
     labels = np.asarray(labels, dtype="int64").reshape(-1)
     if labels.size == 0:
@@ -195,7 +207,7 @@ def vote_label(labels, scores=None):
     return int(candidates[best])
 
 
-def tracklets_from_ids(frames, ids):
+def _tracklets_from_ids(frames, ids):
     """Group detections by tracklet id: ``{id: {"frames": (n,), "detections": (n,)}}``.
 
     A tracklet has at most one detection per frame (the association guarantees it).
@@ -213,7 +225,7 @@ def tracklets_from_ids(frames, ids):
             for k, v in tracklets.items()}
 
 
-def mean_common_iou(parsed, first, second):
+def _mean_common_iou(parsed, first, second):
     """Mean box IoU of two tracklets over the frames where both have a detection.
 
     Returns ``(mean_iou, common_frame_count)``; the mean is 0 when they share no frame.
@@ -229,7 +241,9 @@ def mean_common_iou(parsed, first, second):
 
 def merge_tracklets(frames, forward_ids, backward_ids, *, merge_iou=0.5, min_common_frames=1,
                     score_weighted_vote=False):
-    """BiTrack merge (paper 001, 3.4) of forward and backward tracklets into final tracks.
+    """BiTrack merge of forward and backward tracklets into final tracks.
+
+    From the YouTubeVOS 2021 VIS report, section 3.4.
 
     A forward tracklet F and a backward tracklet B are linked when they share at least
     ``min_common_frames`` frames (frames where both have a detection: the paper's "valid
@@ -255,6 +269,14 @@ def merge_tracklets(frames, forward_ids, backward_ids, *, merge_iou=0.5, min_com
         (n,) (index in the frame), ``boxes`` (n, 4), ``scores`` (n,), ``labels`` (n,),
         ``label`` (voted), ``score`` (mean detection score), ``sources`` (list of
         ``("forward" | "backward", tracklet id)``).
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_seg_extras.video import associate, merge_tracklets
+        >>> frames = [{"boxes": np.array([[0, 0, 10, 10]])}, {"boxes": np.array([[1, 1, 11, 11]])}]
+        >>> tracks = merge_tracklets(frames, associate(frames), associate(frames, reverse=True))
+        >>> len(tracks), tracks[0]["frames"], tracks[0]["sources"]
+        (1, array([0, 1]), [('forward', 0), ('backward', 0)])
     """
     owner = "merge_tracklets"
     check_number(owner, "merge_iou", merge_iou, minimum=0, maximum=1, max_inclusive=False)
@@ -267,8 +289,8 @@ def merge_tracklets(frames, forward_ids, backward_ids, *, merge_iou=0.5, min_com
                                           for t in range(len(parsed))):
             fail(owner, name, f"{len(ids)} frames", "must give one id per detection of every "
                                                     "frame, like associate() returns")
-    forward = tracklets_from_ids(parsed, forward_ids)
-    backward = tracklets_from_ids(parsed, backward_ids)
+    forward = _tracklets_from_ids(parsed, forward_ids)
+    backward = _tracklets_from_ids(parsed, backward_ids)
     nodes = [("forward", k) for k in sorted(forward)] + [("backward", k) for k in sorted(backward)]
     index = {node: n for n, node in enumerate(nodes)}
     parent = list(range(len(nodes)))
@@ -281,7 +303,7 @@ def merge_tracklets(frames, forward_ids, backward_ids, *, merge_iou=0.5, min_com
 
     for f_id, f_track in forward.items():
         for b_id, b_track in backward.items():
-            mean, common = mean_common_iou(parsed, f_track, b_track)
+            mean, common = _mean_common_iou(parsed, f_track, b_track)
             if common >= min_common_frames and mean > merge_iou:
                 a, b = find(index[("forward", f_id)]), find(index[("backward", b_id)])
                 if a != b:
@@ -353,8 +375,17 @@ def bidirectional_tracks(frames, *, merge_iou=0.5, min_common_frames=1,
         the list of tracks of :func:`merge_tracklets`.
 
     Example:
+        Two objects; the second is missed in frame 1:
+
+        >>> import numpy as np
+        >>> frames = [
+        ...     {"boxes": np.array([[0, 0, 10, 10], [50, 50, 60, 60]]), "labels": np.array([1, 2])},
+        ...     {"boxes": np.array([[1, 1, 11, 11]]), "labels": np.array([1])},
+        ...     {"boxes": np.array([[2, 2, 12, 12], [51, 51, 61, 61]]), "labels": np.array([1, 2])}]
+        >>> from keras_seg_extras.video import bidirectional_tracks
         >>> tracks = bidirectional_tracks(frames, merge_iou=0.5, memory=3)
-        >>> [(tr["label"], tr["frames"].tolist()) for tr in tracks]
+        >>> [(track["label"], track["frames"].tolist()) for track in tracks]
+        [(1, [0, 1, 2]), (2, [0, 2])]
     """
     forward = associate(frames, reverse=False, **association)
     backward = associate(frames, reverse=True, **association)

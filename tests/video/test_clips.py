@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_seg_extras.inference import video
+from keras_seg_extras.video import clips as video
 
 
 def write_video(path, values, fps=20.0, size=32):

@@ -1,4 +1,5 @@
-"""Test-session setup shared by the whole suite.
+"""Test-session setup shared by the whole suite: the tests under tests/ and the doctests of
+keras_seg_extras/ (at the repository root so that both get it, also when only one is run).
 
 Two logical CPU devices are configured before TensorFlow initialises, so that tests can
 compare a 2-replica ``tf.distribute.MirroredStrategy`` against one device on any machine.
@@ -70,6 +71,25 @@ def _getaddrinfo(host, *args, **kwargs):
 
 
 socket.getaddrinfo = _getaddrinfo
+
+
+# ----------------------------------------------------------------------------- collection
+# --doctest-modules (setup.cfg) imports every .py file under the testpaths. Under tests/ only
+# the test files are collected: the helpers are imported by the tests that need them, and some
+# must not be imported in this process (tests/backends/local_adaptive_check.py runs in a
+# subprocess under another Keras backend).
+
+import pathlib  # noqa: E402
+
+_TESTS = pathlib.Path(__file__).resolve().parent / "tests"
+
+
+def pytest_ignore_collect(collection_path, config):
+    path = pathlib.Path(collection_path).resolve()
+    if (path.suffix == ".py" and _TESTS in path.parents and not path.name.startswith("test_")
+            and path.name != "conftest.py"):
+        return True
+    return None
 
 
 @pytest.fixture

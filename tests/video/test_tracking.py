@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_seg_extras.inference import associate, bidirectional_tracks, merge_tracklets, \
+from keras_seg_extras.video import associate, bidirectional_tracks, merge_tracklets, \
     vote_label
 
 E_A = np.array([1.0, 0.0, 0.0])

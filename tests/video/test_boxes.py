@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_seg_extras.inference import box_iou, fuse_boxes, mask_iou, mask_scored_scores
+from keras_seg_extras.video import box_iou, fuse_boxes, mask_iou, mask_scored_scores
 
 
 def _iou_loop(a, b):

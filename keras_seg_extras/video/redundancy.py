@@ -1,4 +1,7 @@
-"""Frame-redundancy analysis of video data sets (paper 001, section 3.1, Fig. 2) (NumPy).
+"""Frame-redundancy analysis of video data sets (NumPy).
+
+From "1st Place Solution for YouTubeVOS Challenge 2021: Video Instance Segmentation"
+(technical report, 2021), section 3.1 and Fig. 2.
 
 The paper measures how much consecutive frames repeat each other: for each object, the IoU of
 its boxes in consecutive frames, averaged over the video; a histogram dominated by values
@@ -9,7 +12,7 @@ is almost as good as on all of them (Fig. 2b: 5 frames ≈ all frames).
 import numpy as np
 
 from keras_seg_extras._common import check_number, fail
-from keras_seg_extras.inference.boxes import as_boxes, box_iou
+from keras_seg_extras.video.boxes import _as_boxes, box_iou
 
 
 def object_mean_ious(video_ids, frame_indices, track_ids, boxes, *, adjacent_only=False):
@@ -32,9 +35,19 @@ def object_mean_ious(video_ids, frame_indices, track_ids, boxes, *, adjacent_onl
 
     Raises:
         ValueError: lengths differ, or an object has two boxes in one frame.
+
+    Example:
+        One object in three frames; its box moves by half its width in the last one:
+
+        >>> import numpy as np
+        >>> from keras_seg_extras.video import object_mean_ious
+        >>> boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [5, 0, 15, 10]])
+        >>> {key: round(value, 4) for key, value in
+        ...  object_mean_ious(["a", "a", "a"], [0, 1, 2], [7, 7, 7], boxes).items()}
+        {('a', 7): 0.6667}
     """
     owner = "object_mean_ious"
-    boxes = as_boxes(owner, "boxes", boxes)
+    boxes = _as_boxes(owner, "boxes", boxes)
     videos = np.asarray(video_ids).reshape(-1)
     frames = np.asarray(frame_indices).reshape(-1)
     tracks = np.asarray(track_ids).reshape(-1)
@@ -78,6 +91,13 @@ def redundancy_histogram(mean_ious, path=None, *, bins=10, high=0.8, title=None)
         dict with ``values`` (sorted array), ``counts`` (bins,), ``edges`` (bins + 1,),
         ``fraction_above`` (share of objects with mean IoU > ``high``), ``mean``, ``median``
         and ``path``.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_seg_extras.video import redundancy_histogram
+        >>> summary = redundancy_histogram(np.array([0.95, 0.9, 0.5, 0.2]), bins=4)
+        >>> summary["counts"], summary["fraction_above"]
+        (array([1, 0, 1, 2]), 0.5)
     """
     owner = "redundancy_histogram"
     values = np.asarray(list(mean_ious.values()) if isinstance(mean_ious, dict) else mean_ious,
@@ -125,7 +145,9 @@ def uniform_frame_indices(num_frames, k):
     k >= 2, the middle frame when k = 1; all frames when k >= num_frames.
 
     Example:
-        >>> uniform_frame_indices(10, 3)   # [0, 4, 9]  (round half to even on 4.5)
+        >>> from keras_seg_extras.video import uniform_frame_indices
+        >>> uniform_frame_indices(10, 3)  # 4.5 rounds half to even
+        array([0, 4, 9])
     """
     num_frames = check_number("uniform_frame_indices", "num_frames", num_frames, minimum=0,
                               integer=True)
@@ -149,7 +171,9 @@ def keep_uniform_frames(frames_by_video, k):
         dict ``{video_id: list of the kept frame ids}``.
 
     Example:
-        >>> keep_uniform_frames({"v1": ["00000.jpg", ..., "00035.jpg"]}, 5)
+        >>> from keras_seg_extras.video import keep_uniform_frames
+        >>> keep_uniform_frames({"v1": [f"{i:05d}.jpg" for i in range(36)]}, 5)
+        {'v1': ['00000.jpg', '00009.jpg', '00018.jpg', '00026.jpg', '00035.jpg']}
     """
     if not isinstance(frames_by_video, dict):
         fail("keep_uniform_frames", "frames_by_video", type(frames_by_video).__name__,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_seg_extras.inference import (keep_uniform_frames, object_mean_ious,
+from keras_seg_extras.video import (keep_uniform_frames, object_mean_ious,
                                         redundancy_histogram, uniform_frame_indices)
 
 

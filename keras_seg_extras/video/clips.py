@@ -1,4 +1,7 @@
-"""Clip-level ranking from a frame classifier (paper 000, section 2.5).
+"""Clip-level ranking from a frame classifier.
+
+From Okazaki, Kong, Klinkigt and Yoshinaga, "Hitachi at TRECVID DSDI 2020" (TRECVID 2020
+notebook paper, 2020), section 2.5.
 
 Pipeline: sample frames from each shot clip at a chosen rate (the paper: 10 fps, with
 ffmpeg; here with OpenCV, no ffmpeg binary needed), predict per-class probabilities for the
@@ -36,7 +39,20 @@ def read_frames(path, fps=10.0, size=None, max_frames=None):
         ValueError: the file cannot be opened, reports no frame rate, or has no frame.
 
     Example:
-        >>> frames = read_frames("clip.mp4", fps=10, size=(360, 360))
+        A 2-second clip at 25 fps written with OpenCV, read back at 5 fps:
+
+        >>> import os, tempfile
+        >>> import cv2, numpy as np
+        >>> from keras_seg_extras.video import read_frames
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = os.path.join(folder, "clip.avi")
+        ...     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 25, (32, 24))
+        ...     for t in range(50):
+        ...         _ = writer.write(np.full((24, 32, 3), 5 * t, np.uint8))
+        ...     writer.release()
+        ...     frames = read_frames(path, fps=5, size=(16, 16))
+        >>> frames.shape, frames.dtype
+        ((10, 16, 16, 3), dtype('uint8'))
     """
     import cv2
 
@@ -93,6 +109,17 @@ def predict_frames(model, frames, batch_size=32, preprocess=None):
 
     Returns:
         float32 array (N, C).
+
+    Example:
+        A callable stands in for a model (the mean of each frame as its one score):
+
+        >>> import numpy as np
+        >>> from keras_seg_extras.video import predict_frames
+        >>> frames = np.arange(12, dtype="uint8").reshape(3, 2, 2, 1)
+        >>> predict_frames(lambda x: x.mean(axis=(1, 2, 3))[:, None], frames, batch_size=2)
+        array([[1.5],
+               [5.5],
+               [9.5]], dtype=float32)
     """
     owner = "predict_frames"
     batch_size = check_number(owner, "batch_size", batch_size, minimum=1, integer=True)
@@ -117,13 +144,19 @@ def predict_frames(model, frames, batch_size=32, preprocess=None):
 
 
 def clip_score(frame_scores):
-    """Clip score per class: the maximum over the clip's frames (paper 000, section 2.5).
+    """Clip score per class: the maximum over the clip's frames (Okazaki et al. 2020, 2.5).
 
     Args:
         frame_scores: (N, C) scores of the clip's N frames.
 
     Returns:
         float32 (C,).
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_seg_extras.video import clip_score
+        >>> clip_score(np.array([[0.1, 0.7], [0.6, 0.2]]))  # two frames, two classes
+        array([0.6, 0.7], dtype=float32)
     """
     frame_scores = np.asarray(frame_scores, dtype="float32")
     if frame_scores.ndim != 2 or frame_scores.shape[0] == 0:
@@ -147,7 +180,21 @@ def clip_scores(model, video_paths, fps=10.0, batch_size=32, size=None, preproce
         float32 array (num_clips, C).
 
     Example:
-        >>> scores = clip_scores(model, ["a.mp4", "b.mp4"], fps=10, size=(224, 224))
+        A callable stands in for a model here (mean brightness as the one "class"):
+
+        >>> import os, tempfile
+        >>> import cv2, numpy as np
+        >>> from keras_seg_extras.video import clip_scores
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     paths = [os.path.join(folder, f"{name}.avi") for name in ("dark", "bright")]
+        ...     for path, level in zip(paths, (40, 200)):
+        ...         writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 10, (16, 16))
+        ...         for _ in range(5):
+        ...             _ = writer.write(np.full((16, 16, 3), level, np.uint8))
+        ...         writer.release()
+        ...     scores = clip_scores(lambda x: x.mean(axis=(1, 2, 3))[:, None] / 255, paths)
+        >>> scores.shape, bool(scores[1, 0] > scores[0, 0])
+        ((2, 1), True)
     """
     if isinstance(video_paths, (str, bytes)) or len(video_paths) == 0:
         fail("clip_scores", "video_paths", video_paths, "must be a non-empty list of files")
@@ -198,8 +245,11 @@ def weighted_score_ensemble(scores, weights=None):
         float32 array of the common shape.
 
     Example:
-        >>> ten = weighted_score_ensemble(ten_models_scores)
-        >>> fused = weighted_score_ensemble([ten, other_model_scores], weights=(2, 1))
+        >>> import numpy as np
+        >>> from keras_seg_extras.video import weighted_score_ensemble
+        >>> weighted_score_ensemble([np.array([[0.2, 0.8]]), np.array([[0.5, 0.5]])],
+        ...                         weights=(2, 1))
+        array([[0.3, 0.7]], dtype=float32)
     """
     owner = "weighted_score_ensemble"
     if isinstance(scores, np.ndarray):
@@ -239,6 +289,14 @@ def average_precision_at_k(scores, relevant, k, by_total_relevant=False):
 
     Returns:
         float.
+
+    Example:
+        The relevant clips are ranked 1st and 3rd; only the first is in the top 2:
+
+        >>> import numpy as np
+        >>> from keras_seg_extras.video import average_precision_at_k
+        >>> average_precision_at_k(np.array([0.9, 0.8, 0.1]), np.array([1, 0, 1]), k=2)
+        0.5
     """
     owner = "average_precision_at_k"
     k = check_number(owner, "k", k, minimum=1, integer=True)
@@ -269,6 +327,14 @@ def mean_average_precision_at_k(scores, relevant, k, by_total_relevant=False):
     Returns:
         ``(mean, per_class)``: float, and a (C,) array with NaN for classes without a
         relevant clip.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_seg_extras.video import mean_average_precision_at_k
+        >>> scores = np.array([[0.9, 0.1], [0.8, 0.7], [0.1, 0.3]])  # 3 clips, 2 classes
+        >>> relevant = np.array([[1, 0], [0, 1], [1, 0]])
+        >>> mean_average_precision_at_k(scores, relevant, k=2)
+        (0.75, array([0.5, 1. ]))
     """
     scores = np.asarray(scores, dtype="float64")
     relevant = np.asarray(relevant).astype(bool)
