@@ -1,4 +1,9 @@
-"""keras_seg_extras.callbacks: SWA, snapshot ensembles and the stochastic TCE sampler."""
+"""keras_seg_extras.callbacks: SWA, snapshot ensembles and the stochastic TCE sampler.
+
+``recompute_batchnorm_statistics`` lives in ``kse.training`` (with the other BatchNorm
+helpers); the name stays importable here because SWA uses it and earlier code imported it
+from ``kse.callbacks``.
+"""
 
 from keras_seg_extras.callbacks.swa import (  # noqa: F401
     StochasticWeightAveraging,
@@ -9,3 +14,11 @@ from keras_seg_extras.callbacks.snapshot import (  # noqa: F401
     load_snapshot_ensemble,
 )
 from keras_seg_extras.callbacks.tce_sampler import StochasticTCESampler  # noqa: F401
+
+__all__ = [
+    "SnapshotEnsemble",
+    "StochasticTCESampler",
+    "StochasticWeightAveraging",
+    "load_snapshot_ensemble",
+    "recompute_batchnorm_statistics",
+]

@@ -19,7 +19,7 @@ import keras
 from keras_seg_extras._common import check_number, fail, register
 from keras_seg_extras.training.schedules import CyclicCosineSchedule
 
-OWNER = "SnapshotEnsemble"
+_OWNER = "SnapshotEnsemble"
 
 
 def _accumulation_steps(optimizer):
@@ -62,13 +62,13 @@ class SnapshotEnsemble(keras.callbacks.Callback):
 
     def __init__(self, cycles, max_lr, directory, total_steps=None, save_weights_only=False):
         super().__init__()
-        self.cycles = check_number(OWNER, "cycles", cycles, minimum=1, integer=True)
-        self.max_lr = check_number(OWNER, "max_lr", max_lr, minimum=0, min_inclusive=False)
+        self.cycles = check_number(_OWNER, "cycles", cycles, minimum=1, integer=True)
+        self.max_lr = check_number(_OWNER, "max_lr", max_lr, minimum=0, min_inclusive=False)
         if not isinstance(directory, (str, os.PathLike)) or not str(directory):
-            fail(OWNER, "directory", directory, "must be a path")
+            fail(_OWNER, "directory", directory, "must be a path")
         self.directory = str(directory)
         self.total_steps = None if total_steps is None else check_number(
-            OWNER, "total_steps", total_steps, minimum=1, integer=True)
+            _OWNER, "total_steps", total_steps, minimum=1, integer=True)
         self.save_weights_only = bool(save_weights_only)
         self.schedule = None
         self.saved = []
@@ -78,19 +78,19 @@ class SnapshotEnsemble(keras.callbacks.Callback):
             return self.total_steps
         epochs, steps = self.params.get("epochs"), self.params.get("steps")
         if not epochs or not steps:
-            fail(OWNER, "total_steps", None,
+            fail(_OWNER, "total_steps", None,
                  "must be given when fit() does not know its steps per epoch")
         return math.ceil(epochs * steps / _accumulation_steps(self.model.optimizer))
 
     def on_train_begin(self, logs=None):
         total = self._total_steps()
         if self.cycles > total:
-            fail(OWNER, "cycles", self.cycles, f"must not exceed the {total} training updates")
+            fail(_OWNER, "cycles", self.cycles, f"must not exceed the {total} training updates")
         self.schedule = CyclicCosineSchedule(self.max_lr, total, self.cycles)
         try:
             self.model.optimizer.learning_rate = self.max_lr
         except TypeError as error:
-            fail(OWNER, "model.optimizer", self.model.optimizer,
+            fail(_OWNER, "model.optimizer", self.model.optimizer,
                  f"must have a float learning rate, not a schedule ({error})")
         os.makedirs(self.directory, exist_ok=True)
 

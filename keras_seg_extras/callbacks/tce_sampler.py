@@ -13,7 +13,7 @@ import numpy as np
 from keras_seg_extras._common import check_number, fail
 from keras_seg_extras.callbacks._checkpoint import read_saved_entries
 
-CLASS_KEY = "tce_class"  # the input-dict key the class-sampled dataset uses
+_CLASS_KEY = "tce_class"  # the input-dict key the class-sampled dataset uses
 _CLASS_LOG = "_kse_tce_batch_class"
 _LOSS_LOG = "_kse_tce_batch_loss"
 _STATE_ATTRIBUTE = "_kse_stochastic_tce_state"
@@ -239,7 +239,7 @@ class StochasticTCESampler(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if logs is None or _CLASS_LOG not in logs:
             raise ValueError(
-                f"{type(self).__name__}: the training batch carried no '{CLASS_KEY}' entry; "
+                f"{type(self).__name__}: the training batch carried no '{_CLASS_KEY}' entry; "
                 "train on kse.data.class_sampled_dataset(...) with this callback.")
         class_id = float(logs.pop(_CLASS_LOG))
         batch_loss = float(logs.pop(_LOSS_LOG))
@@ -273,12 +273,12 @@ class StochasticTCESampler(keras.callbacks.Callback):
             import tensorflow as tf
 
             x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-            if not (isinstance(x, dict) and CLASS_KEY in x):
+            if not (isinstance(x, dict) and _CLASS_KEY in x):
                 raise ValueError(
-                    f"{owner}: the training batch carried no '{CLASS_KEY}' entry; train on "
+                    f"{owner}: the training batch carried no '{_CLASS_KEY}' entry; train on "
                     "kse.data.class_sampled_dataset(...) with this callback.")
             x = dict(x)
-            class_ids = x.pop(CLASS_KEY)
+            class_ids = x.pop(_CLASS_KEY)
             if len(x) == 1:
                 x = next(iter(x.values()))
             recorded = []

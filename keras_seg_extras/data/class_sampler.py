@@ -27,8 +27,8 @@ from keras_seg_extras._common import check_number, check_optional_int, fail
 from keras_seg_extras.data import file_check
 
 _OWNER = "class_sampled_dataset"
-CLASS_KEY = "tce_class"
-LABEL_ROLE = file_check.FileRole("label", 1, keep_values=True, png_only=True, decoder="png")
+_CLASS_KEY = "tce_class"
+_LABEL_ROLE = file_check.FileRole("label", 1, keep_values=True, png_only=True, decoder="png")
 
 
 def _image_role(image_channels):
@@ -126,7 +126,7 @@ def index_class_presence(labels, num_classes, ignore_index=None, cache_path=None
             if str(cached["fingerprint"]) == fingerprint:
                 return cached["presence"].astype(bool)
     if isinstance(labels, list):
-        file_check.screen_pairs(owner, [("labels", labels, LABEL_ROLE)], check_files, "raise",
+        file_check.screen_pairs(owner, [("labels", labels, _LABEL_ROLE)], check_files, "raise",
                                 skippable=False)
         decoded = iter(tf.data.Dataset.from_tensor_slices(labels).map(
             _decode_label_file, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
@@ -136,7 +136,7 @@ def index_class_presence(labels, num_classes, ignore_index=None, cache_path=None
                 label = next(decoded)
             except tf.errors.OpError:  # in order: element n failed
                 raise ValueError(file_check.explain_failure(
-                    owner, n, [("labels", labels, LABEL_ROLE)])) from None
+                    owner, n, [("labels", labels, _LABEL_ROLE)])) from None
             rows.append(_presence_of(owner, label.numpy(), num_classes, ignore_index,
                                      labels[n]))
     else:
@@ -279,8 +279,8 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
     ignore_index = check_optional_int(_OWNER, "ignore_index", ignore_index)
     if seed is not None:
         seed = check_number(_OWNER, "seed", seed, integer=True)
-    if not isinstance(image_key, str) or not image_key or image_key == CLASS_KEY:
-        fail(_OWNER, "image_key", image_key, f"must be a non-empty string other than {CLASS_KEY!r}")
+    if not isinstance(image_key, str) or not image_key or image_key == _CLASS_KEY:
+        fail(_OWNER, "image_key", image_key, f"must be a non-empty string other than {_CLASS_KEY!r}")
     images = _as_source(_OWNER, "images", images)
     labels = _as_source(_OWNER, "labels", labels)
     if len(images) != len(labels):
@@ -293,7 +293,7 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
 
     sources = [("images", images if isinstance(images, list) else None,
                 _image_role(image_channels)),
-               ("labels", labels if isinstance(labels, list) else None, LABEL_ROLE)]
+               ("labels", labels if isinstance(labels, list) else None, _LABEL_ROLE)]
     report = None
     if sources[0][1] is not None or sources[1][1] is not None:
         keep, report = file_check.screen_pairs(_OWNER, sources, check_files, on_bad_file,
@@ -340,7 +340,7 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
 
     def with_class(pair, c):
         image, label = pair if augment is None else augment(*pair)
-        return {image_key: image, CLASS_KEY: c}, label
+        return {image_key: image, _CLASS_KEY: c}, label
 
     # Each draw gets its own stateless seed pair from a random stream (deterministic under
     # `seed`, a new sequence for each new iterator), so draws can run in parallel and in

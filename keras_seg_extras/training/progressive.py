@@ -20,12 +20,10 @@ from typing import Any, Callable, Optional, Sequence
 import keras
 
 from keras_seg_extras._common import check_number, fail
-from keras_seg_extras.training.accumulation import (
-    accumulating_optimizer,
-    set_batchnorm_momentum_for_accumulation,
-)
+from keras_seg_extras.training.accumulation import accumulating_optimizer
+from keras_seg_extras.training.batchnorm import set_batchnorm_momentum_for_accumulation
 
-OWNER = "ProgressiveTrainer"
+_OWNER = "ProgressiveTrainer"
 
 
 @dataclasses.dataclass
@@ -161,21 +159,21 @@ class ProgressiveTrainer:
                  metrics=None, checkpoint_dir=None, strategy=None, compile_kwargs=None,
                  verbose=1):
         if not isinstance(model, keras.Model):
-            fail(OWNER, "model", model, "must be a keras.Model")
+            fail(_OWNER, "model", model, "must be a keras.Model")
         self.model = model
         if not stages:
-            fail(OWNER, "stages", stages, "must hold at least one Stage")
+            fail(_OWNER, "stages", stages, "must hold at least one Stage")
         for index, stage in enumerate(stages):
             if not isinstance(stage, Stage):
-                fail(OWNER, "stages", stage, "must hold Stage objects")
+                fail(_OWNER, "stages", stage, "must hold Stage objects")
             stage.validate(index)
         self.stages = list(stages)
         self._check_fully_convolutional()
         if not callable(train_data):
-            fail(OWNER, "train_data", train_data,
+            fail(_OWNER, "train_data", train_data,
                  "must be a callable (image_size, batch_size) -> dataset")
         if validation_data is not None and not callable(validation_data):
-            fail(OWNER, "validation_data", validation_data,
+            fail(_OWNER, "validation_data", validation_data,
                  "must be a callable (image_size, batch_size) -> dataset")
         self.train_data, self.validation_data = train_data, validation_data
         self.callbacks = list(callbacks or ())
@@ -190,13 +188,13 @@ class ProgressiveTrainer:
     def _check_fully_convolutional(self):
         for shape in [tuple(t.shape) for t in self.model.inputs]:
             if len(shape) != 4:
-                fail(OWNER, "model", f"input shape {shape}", "must take images (B, H, W, C)")
+                fail(_OWNER, "model", f"input shape {shape}", "must take images (B, H, W, C)")
             for stage in self.stages:
                 size = stage.image_size
                 sizes = (size, size) if not isinstance(size, tuple) else size
                 for have, want in zip(shape[1:3], sizes):
                     if have is not None and have != want:
-                        fail(OWNER, "model", f"input shape {shape}",
+                        fail(_OWNER, "model", f"input shape {shape}",
                              "must have undefined spatial dims (None, None) to change "
                              f"resolution (stage {stage.name} needs {sizes})")
 
@@ -296,7 +294,7 @@ class ProgressiveTrainer:
         state = self.progress()
         if state is not None:
             if not 0 <= state["stage"] < len(self.stages):
-                fail(OWNER, "checkpoint_dir", self.checkpoint_dir,
+                fail(_OWNER, "checkpoint_dir", self.checkpoint_dir,
                      f"holds progress for stage {state['stage']} but there are "
                      f"{len(self.stages)} stages")
             load = True
@@ -338,7 +336,7 @@ class ProgressiveTrainer:
             self.model.load_weights(self._weights_path)
             initial = resume_epoch
         if self.verbose:
-            print(f"{OWNER}: {stage.name} epochs {initial}..{end - 1}, batch {stage.batch_size}"
+            print(f"{_OWNER}: {stage.name} epochs {initial}..{end - 1}, batch {stage.batch_size}"
                   f" x accumulation {stage.accumulation_steps}")
         history = self.model.fit(train, validation_data=validation, epochs=end,
                                  initial_epoch=initial, steps_per_epoch=stage.steps_per_epoch,
