@@ -78,7 +78,8 @@ def _decode_label_bytes(data):
         lambda: tf.cast(tf.io.decode_png(data, channels=1, dtype=tf.uint8), tf.int32))
 
 
-def _presence_of(owner, label_map, num_classes, ignore_index, where):
+def _pixel_counts_of(owner, label_map, num_classes, ignore_index, where):
+    """Pixels of each class in one label map; values outside [0, K) other than ignore fail."""
     values, counts = np.unique(np.asarray(label_map), return_counts=True)
     bad = (values < 0) | (values >= num_classes)
     if ignore_index is not None:
@@ -88,10 +89,30 @@ def _presence_of(owner, label_map, num_classes, ignore_index, where):
                          f"outside [0, {num_classes})"
                          + ("" if ignore_index is None else f" and not ignore_index={ignore_index}")
                          + ".")
-    row = np.zeros(num_classes, bool)
+    row = np.zeros(num_classes, "int64")
     good = (values >= 0) & (values < num_classes)
-    row[values[good]] = counts[good] > 0
+    row[values[good]] = counts[good]
     return row
+
+
+def _label_rows(owner, labels, num_classes, ignore_index, check_files):
+    """Per-class pixel counts of each label map (arrays, or PNG files decoded in order)."""
+    if not isinstance(labels, list):
+        return [_pixel_counts_of(owner, labels[n], num_classes, ignore_index, f"image {n}")
+                for n in range(labels.shape[0])]
+    file_check.screen_pairs(owner, [("labels", labels, _LABEL_ROLE)], check_files, "raise",
+                            skippable=False)
+    decoded = iter(tf.data.Dataset.from_tensor_slices(labels).map(
+        _decode_label_file, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+    rows = []
+    for n in range(len(labels)):
+        try:
+            label = next(decoded)
+        except tf.errors.OpError:  # in order: element n failed
+            raise ValueError(file_check.explain_failure(
+                owner, n, [("labels", labels, _LABEL_ROLE)])) from None
+        rows.append(_pixel_counts_of(owner, label.numpy(), num_classes, ignore_index, labels[n]))
+    return rows
 
 
 def index_class_presence(labels, num_classes, ignore_index=None, cache_path=None, *,
@@ -125,24 +146,8 @@ def index_class_presence(labels, num_classes, ignore_index=None, cache_path=None
         with np.load(cache_path) as cached:
             if str(cached["fingerprint"]) == fingerprint:
                 return cached["presence"].astype(bool)
-    if isinstance(labels, list):
-        file_check.screen_pairs(owner, [("labels", labels, _LABEL_ROLE)], check_files, "raise",
-                                skippable=False)
-        decoded = iter(tf.data.Dataset.from_tensor_slices(labels).map(
-            _decode_label_file, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
-        rows = []
-        for n in range(len(labels)):
-            try:
-                label = next(decoded)
-            except tf.errors.OpError:  # in order: element n failed
-                raise ValueError(file_check.explain_failure(
-                    owner, n, [("labels", labels, _LABEL_ROLE)])) from None
-            rows.append(_presence_of(owner, label.numpy(), num_classes, ignore_index,
-                                     labels[n]))
-    else:
-        rows = [_presence_of(owner, labels[n], num_classes, ignore_index, f"image {n}")
-                for n in range(labels.shape[0])]
-    presence = np.stack(rows)
+    rows = _label_rows(owner, labels, num_classes, ignore_index, check_files)
+    presence = np.stack(rows) > 0
     if cache_path is not None:
         folder = os.path.dirname(os.path.abspath(cache_path))
         os.makedirs(folder, exist_ok=True)
@@ -150,6 +155,41 @@ def index_class_presence(labels, num_classes, ignore_index=None, cache_path=None
         np.savez(temporary, presence=presence, fingerprint=np.array(fingerprint))
         os.replace(temporary, cache_path)
     return presence
+
+
+def class_pixel_counts(labels, num_classes, ignore_index=None, *, check_files="structure"):
+    """Pixels of each class over all label maps (``ignore_index`` pixels not counted).
+
+    ``counts[c] = sum_n #{pixels of map n with label c}``; divided by their sum they are the
+    pixel frequencies behind inverse-frequency class weights (e.g. the focal-loss baseline
+    of Szabo, Jamali-Rad and Mannava, "Tilted Cross-Entropy (TCE): Promoting Fairness in
+    Semantic Segmentation", CVPR Workshops 2021, table 3), and their argmax is the majority
+    class of a constant baseline. Same inputs and checks as :func:`index_class_presence`.
+
+    Args:
+        labels: integer label maps (N, H, W[, 1]) or a list of label PNG paths.
+        num_classes: number of classes K.
+        ignore_index: label value that marks no class (e.g. 255), or None.
+        check_files: how label files are checked before decoding (``"structure"``,
+            ``"decode"`` or ``"off"``).
+
+    Returns:
+        int64 (K,).
+
+    Raises:
+        ValueError: for label values outside [0, K) that are not ``ignore_index``, naming
+            the image; listing every unreadable label file and why.
+
+    Example:
+        >>> labels = np.array([[[0, 1], [1, 255]], [[2, 2], [2, 1]]])
+        >>> class_pixel_counts(labels, num_classes=3, ignore_index=255)
+        array([1, 3, 3])
+    """
+    owner = "class_pixel_counts"
+    num_classes = check_number(owner, "num_classes", num_classes, minimum=1, integer=True)
+    ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
+    labels = _as_source(owner, "labels", labels)
+    return np.sum(_label_rows(owner, labels, num_classes, ignore_index, check_files), axis=0)
 
 
 def indexed_loader(images, labels, augment=None, image_channels=None):

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from scipy import stats
 
-from keras_seg_extras.data import class_sampled_dataset, index_class_presence
+from keras_seg_extras.data import class_pixel_counts, class_sampled_dataset, index_class_presence
 
 K = 5
 
@@ -180,3 +180,23 @@ def test_errors(rng):
         class_sampled_dataset(labels, labels, K, 0, ignore_index=255)
     with pytest.raises(ValueError, match=r"`images`.*shape \(3,\)"):
         class_sampled_dataset(np.zeros(3), labels, K, 2)
+
+
+def test_class_pixel_counts_arrays_and_png_files(tmp_path, rng):
+    labels = _labels(rng).astype("uint8")
+    kept = labels[labels != 255].ravel()
+    expected = np.array([np.sum(kept == c) for c in range(K)])
+    np.testing.assert_array_equal(class_pixel_counts(labels, K, ignore_index=255), expected)
+    assert expected[4] == 0 and expected.sum() == kept.size
+    paths = []
+    for n, label in enumerate(labels[:6]):
+        paths.append(str(tmp_path / f"label{n}.png"))
+        tf.io.write_file(paths[-1], tf.io.encode_png(label[..., None]))
+    small = labels[:6][labels[:6] != 255].ravel()
+    np.testing.assert_array_equal(class_pixel_counts(paths, K, ignore_index=255),
+                                  [np.sum(small == c) for c in range(K)])
+    with pytest.raises(ValueError, match=r"class_pixel_counts: labels of image 5 hold values "
+                                         r"\[255\] outside \[0, 5\)"):
+        class_pixel_counts(labels, K)
+    with pytest.raises(ValueError, match="class_pixel_counts: `num_classes`"):
+        class_pixel_counts(labels, 0)
