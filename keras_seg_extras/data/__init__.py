@@ -5,6 +5,7 @@ use TensorFlow.
 """
 
 from keras_seg_extras.data import augment, dicom, file_check, pipeline, rle, split  # noqa: F401
+from keras_seg_extras.data.augment import dihedral_copies  # noqa: F401
 from keras_seg_extras.data.class_sampler import (  # noqa: F401
     class_pixel_counts,
     class_sampled_dataset,

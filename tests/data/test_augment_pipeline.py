@@ -153,3 +153,27 @@ def test_errors():
     ds = pipeline.segmentation_dataset(images, masks, 2, 32, augment=A.Resize(16, 16))
     with pytest.raises(Exception, match="must keep the size 32x32"):
         _collect(ds)
+
+
+def test_dihedral_copies_are_the_eight_symmetries_and_keep_masks_aligned():
+    images, masks = _pattern(n=3, size=12)
+    got_x, got_y = augment.dihedral_copies(images, masks)
+    assert got_x.shape == (24, 12, 12, 3) and got_y.shape == (24, 12, 12)
+    assert got_x.flags["C_CONTIGUOUS"] and got_y.dtype == masks.dtype
+
+    def symmetry(a, k, mirror):  # independent: quarter turns by transposes and flips
+        for _ in range(k):
+            a = a.swapaxes(0, 1)[::-1]
+        return a[:, ::-1] if mirror else a
+
+    for index, (k, mirror) in enumerate([(k, m) for m in (False, True) for k in range(4)]):
+        for n in range(3):
+            np.testing.assert_array_equal(got_x[index * 3 + n], symmetry(images[n], k, mirror))
+            np.testing.assert_array_equal(got_y[index * 3 + n], symmetry(masks[n], k, mirror))
+    # Eight distinct copies of an asymmetric tile; the mask still marks the bright pixels.
+    assert len({got_x[i * 3].tobytes() for i in range(8)}) == 8
+    np.testing.assert_array_equal(got_x[..., 0] > 127, got_y == 1)
+    with pytest.raises(ValueError, match=r"dihedral_copies: `images`.*square"):
+        augment.dihedral_copies(images[:, :6], masks[:, :6])
+    with pytest.raises(ValueError, match=r"dihedral_copies: `masks`.*must match"):
+        augment.dihedral_copies(images, masks[:2])
