@@ -192,6 +192,42 @@ def class_pixel_counts(labels, num_classes, ignore_index=None, *, check_files="s
     return np.sum(_label_rows(owner, labels, num_classes, ignore_index, check_files), axis=0)
 
 
+def majority_class_confusion(train_counts, truth_counts):
+    """Confusion matrix of the constant model that predicts the most frequent training class.
+
+    Every counted pixel is predicted as ``m = argmax(train_counts)``, so row ``c`` (truth)
+    holds ``truth_counts[c]`` in column ``m`` and zeros elsewhere: its mIoU is the floor any
+    trained segmentation model must clear (``kse.metrics.fairness_report`` and
+    ``kse.metrics.class_iou_from_confusion`` read it like any other matrix).
+
+    Args:
+        train_counts: (K,) training pixels per class (:func:`class_pixel_counts`).
+        truth_counts: (K,) pixels per class of the labels being scored.
+
+    Returns:
+        int64 (K, K), rows truth, columns prediction.
+
+    Example:
+        >>> majority_class_confusion([5, 9, 1], [2, 3, 4])
+        array([[0, 2, 0],
+               [0, 3, 0],
+               [0, 4, 0]])
+    """
+    owner = "majority_class_confusion"
+    train, truth = np.asarray(train_counts), np.asarray(truth_counts)
+    for argument, counts in (("train_counts", train), ("truth_counts", truth)):
+        if (counts.ndim != 1 or not counts.size or not np.issubdtype(counts.dtype, np.integer)
+                or counts.min() < 0):
+            fail(owner, argument, counts.tolist() if counts.ndim == 1 else f"shape {counts.shape}",
+                 "must be a non-empty vector of pixel counts >= 0")
+    if train.shape != truth.shape:
+        fail(owner, "truth_counts", f"{truth.size} classes",
+             f"must match the {train.size} classes of train_counts")
+    matrix = np.zeros((train.size, train.size), "int64")
+    matrix[:, int(np.argmax(train))] = truth
+    return matrix
+
+
 def indexed_loader(images, labels, augment=None, image_channels=None):
     """A function ``index -> (image float32 (H, W, C) in [0, 1], label int32 (H, W, 1))``.
 
@@ -216,6 +252,95 @@ def indexed_loader(images, labels, augment=None, image_channels=None):
         return image, label
 
     return load
+
+
+def resize_and_flip(size, flip=True):
+    """An ``augment(image, label)`` for :func:`indexed_loader`: resize, then a random mirror.
+
+    The image is resized bilinearly and the label by nearest neighbour (label ids stay
+    ids) to ``size = (height, width)``; with ``flip`` both are mirrored left-right together
+    with probability 1/2. Static output shapes, as ``fit`` and XLA want them. TensorFlow ops
+    (it runs inside ``Dataset.map``).
+
+    Args:
+        size: ``(height, width)`` of the outputs.
+        flip: apply the random horizontal mirror (training) or not (evaluation).
+
+    Returns:
+        A function ``(image (H, W, C), label (H, W, 1)) -> (image (h, w, C), label (h, w, 1))``.
+
+    Example:
+        >>> augment = resize_and_flip((4, 6), flip=False)
+        >>> image, label = augment(tf.zeros((8, 12, 3)), tf.ones((8, 12, 1), tf.int32))
+        >>> image.shape, label.shape, int(tf.reduce_min(label))
+        (TensorShape([4, 6, 3]), TensorShape([4, 6, 1]), 1)
+    """
+    owner = "resize_and_flip"
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1
+                   for v in size)):
+        fail(owner, "size", size, "must be (height, width), two positive integers")
+    height, width = int(size[0]), int(size[1])
+    if not isinstance(flip, bool):
+        fail(owner, "flip", flip, "must be True or False")
+
+    def augment(image, label):
+        image = tf.image.resize(image, (height, width), method="bilinear")
+        label = tf.image.resize(label, (height, width), method="nearest")
+        if flip:
+            mirror = tf.random.uniform([]) < 0.5
+            image = tf.cond(mirror, lambda: tf.image.flip_left_right(image), lambda: image)
+            label = tf.cond(mirror, lambda: tf.image.flip_left_right(label), lambda: label)
+        return (tf.ensure_shape(image, (height, width, None)),
+                tf.ensure_shape(label, (height, width, 1)))
+
+    return augment
+
+
+def indexed_dataset(images, labels, batch_size, *, augment=None, shuffle=True, repeat=True,
+                    seed=None, image_channels=None, num_parallel_calls=tf.data.AUTOTUNE):
+    """The plain counterpart of :func:`class_sampled_dataset`: every image, shuffled, batched.
+
+    Indices ``0..N-1`` are shuffled (anew each pass, seeded) when ``shuffle``, repeated
+    forever when ``repeat`` (then batches are full: the remainder is dropped), loaded and
+    augmented in parallel by :func:`indexed_loader`, batched and prefetched. The baseline
+    the class sampler is compared to, and the evaluation pipeline of the same data
+    (``shuffle=False, repeat=False``: every image once, in order, last batch kept).
+
+    Args:
+        images, labels: as for :func:`indexed_loader` (arrays or file paths).
+        batch_size: images per batch.
+        augment: optional ``augment(image, label)`` TensorFlow function (e.g.
+            :func:`resize_and_flip`).
+        shuffle: shuffle the order each pass.
+        repeat: repeat forever (for ``fit(..., steps_per_epoch=...)``).
+        seed: shuffle seed (None: unseeded).
+        image_channels: channels to decode image files to (None: as stored).
+        num_parallel_calls: parallelism of the load map.
+
+    Returns:
+        ``tf.data.Dataset`` of ``(image float32 (B, H, W, C), label int32 (B, H, W, 1))``.
+
+    Example:
+        >>> x, y = np.zeros((5, 4, 4, 1), "uint8"), np.ones((5, 4, 4), "uint8")
+        >>> batches = indexed_dataset(x, y, 2, shuffle=False, repeat=False)
+        >>> [tuple(label.shape) for _, label in batches]
+        [(2, 4, 4, 1), (2, 4, 4, 1), (1, 4, 4, 1)]
+    """
+    owner = "indexed_dataset"
+    batch_size = check_number(owner, "batch_size", batch_size, minimum=1, integer=True)
+    for argument, value in (("shuffle", shuffle), ("repeat", repeat)):
+        if not isinstance(value, bool):
+            fail(owner, argument, value, "must be True or False")
+    load = indexed_loader(images, labels, augment=augment, image_channels=image_channels)
+    count = len(_as_source(owner, "images", images))
+    indices = tf.data.Dataset.range(count)
+    if shuffle:
+        indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        indices = indices.repeat()
+    return (indices.map(load, num_parallel_calls=num_parallel_calls)
+            .batch(batch_size, drop_remainder=repeat).prefetch(tf.data.AUTOTUNE))
 
 
 def _decoder(owner, images, labels, image_channels):
