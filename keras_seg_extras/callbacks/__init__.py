@@ -13,7 +13,7 @@ from keras_seg_extras.callbacks.snapshot import (  # noqa: F401
     SnapshotEnsemble,
     load_snapshot_ensemble,
 )
-from keras_seg_extras.callbacks.ranking import ValidationRankingScores  # noqa: F401
+from keras_seg_extras.callbacks.ranking import ValidationRankingScores, ranking_scores  # noqa: F401
 from keras_seg_extras.callbacks.tce_sampler import StochasticTCESampler  # noqa: F401
 
 __all__ = [
@@ -22,5 +22,6 @@ __all__ = [
     "StochasticWeightAveraging",
     "ValidationRankingScores",
     "load_snapshot_ensemble",
+    "ranking_scores",
     "recompute_batchnorm_statistics",
 ]

@@ -7,6 +7,40 @@ from keras_seg_extras._common import check_number, fail
 from keras_seg_extras.metrics import LabelRankingAveragePrecision, MeanAveragePrecision
 
 
+def ranking_scores(y_true, scores, threshold=0.5):
+    """Label ranking average precision and mean average precision of ``scores``, at once.
+
+    One evaluation of :class:`keras_seg_extras.metrics.LabelRankingAveragePrecision` and
+    :class:`keras_seg_extras.metrics.MeanAveragePrecision` (capacity: the N rows given), the
+    pair of scores of Okazaki, Kong, Klinkigt and Yoshinaga, "Hitachi at TRECVID DSDI 2020"
+    (2020), tables 2 and 3. Used each epoch by :class:`ValidationRankingScores`, and alone to
+    score a baseline such as ``kse.data.constant_prior_scores``.
+
+    Args:
+        y_true: (N, C) targets in [0, 1]; ``>= threshold`` is relevant.
+        scores: (N, C) predictions (logits or probabilities: only their order matters).
+        threshold: binarisation threshold of the targets.
+
+    Returns:
+        ``(lrap, map)`` as floats.
+
+    Example:
+        >>> y = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+        >>> scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.1]])
+        >>> [round(value, 4) for value in ranking_scores(y, scores)]
+        [0.9167, 0.8333]
+    """
+    y_true = np.asarray(y_true, "float32")
+    if y_true.ndim != 2 or not len(y_true):
+        fail("ranking_scores", "y_true", f"shape {y_true.shape}",
+             "must be a non-empty (N, C) matrix")
+    lrap = LabelRankingAveragePrecision(threshold=threshold)
+    mean_ap = MeanAveragePrecision(y_true.shape[1], threshold=threshold, capacity=len(y_true))
+    for metric in (lrap, mean_ap):
+        metric.update_state(y_true, np.asarray(scores, "float32"))
+    return float(lrap.result()), float(mean_ap.result())
+
+
 class ValidationRankingScores(keras.callbacks.Callback):
     """Add the validation LRAP and mAP to the logs at the end of every epoch.
 
@@ -57,12 +91,7 @@ class ValidationRankingScores(keras.callbacks.Callback):
     def scores(self):
         """``(lrap, map)`` of the model's current predictions on the validation set."""
         predictions = self.model.predict(self.x, batch_size=self.batch_size, verbose=0)
-        lrap = LabelRankingAveragePrecision(threshold=self.threshold)
-        mean_ap = MeanAveragePrecision(self.y.shape[1], threshold=self.threshold,
-                                       capacity=len(self.y))
-        for metric in (lrap, mean_ap):
-            metric.update_state(self.y, predictions)
-        return float(lrap.result()), float(mean_ap.result())
+        return ranking_scores(self.y, predictions, self.threshold)
 
     def on_epoch_end(self, epoch, logs=None):
         lrap, mean_ap = self.scores()

@@ -17,7 +17,7 @@ from keras_seg_extras.data.class_sampler import (  # noqa: F401
     resize_and_flip,
 )
 from keras_seg_extras.data.dicom import convert_dicom_folder, dicom_to_uint8, write_dicom  # noqa: F401
-from keras_seg_extras.data.pipeline import segmentation_dataset  # noqa: F401
+from keras_seg_extras.data.pipeline import read_images, segmentation_dataset  # noqa: F401
 from keras_seg_extras.data.soft_labels import (  # noqa: F401
     class_presence_counts,
     constant_prior_scores,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, label_ranking_average_precision_score
 
-from keras_seg_extras.callbacks import ValidationRankingScores
+from keras_seg_extras.callbacks import ValidationRankingScores, ranking_scores
 
 
 def test_logs_hold_the_scores_of_the_final_predictions(rng, tmp_path, capsys):
@@ -39,3 +39,16 @@ def test_bad_arguments():
         ValidationRankingScores(np.zeros((3, 2)), np.zeros(3))
     with pytest.raises(ValueError, match="ValidationRankingScores: `batch_size`"):
         ValidationRankingScores(np.zeros((3, 2)), np.zeros((3, 2)), batch_size=0)
+
+
+def test_ranking_scores_against_scikit_learn(rng):
+    y = rng.choice([0.0, 0.5, 1.0], size=(10, 4))
+    y[0] = 1.0
+    scores = rng.normal(size=(10, 4))
+    lrap, mean_ap = ranking_scores(y, scores)
+    relevant = y >= 0.5
+    assert lrap == pytest.approx(label_ranking_average_precision_score(relevant, scores), abs=1e-6)
+    assert mean_ap == pytest.approx(np.mean([average_precision_score(relevant[:, c], scores[:, c])
+                                             for c in range(4)]), abs=1e-6)
+    with pytest.raises(ValueError, match=r"ranking_scores: `y_true`.*\(N, C\)"):
+        ranking_scores(y[0], scores[0])

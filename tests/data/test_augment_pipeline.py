@@ -177,3 +177,20 @@ def test_dihedral_copies_are_the_eight_symmetries_and_keep_masks_aligned():
         augment.dihedral_copies(images[:, :6], masks[:, :6])
     with pytest.raises(ValueError, match=r"dihedral_copies: `masks`.*must match"):
         augment.dihedral_copies(images, masks[:2])
+
+
+def test_read_images_rgb_resized_with_clear_errors(tmp_path):
+    image = np.zeros((10, 20, 3), np.uint8)
+    image[:, :10] = (255, 0, 0)  # BGR: blue left half
+    image[:, 10:] = (0, 0, 255)  # red right half
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    cv2.imwrite(str(tmp_path / "b.jpg"), np.full((6, 6, 3), 128, np.uint8))
+    pixels = pipeline.read_images(["a.png", str(tmp_path / "b.jpg")], 4, root=str(tmp_path))
+    assert pixels.shape == (2, 4, 4, 3) and pixels.dtype == np.uint8
+    np.testing.assert_array_equal(pixels[0, :, 0], np.tile([0, 0, 255], (4, 1)))  # RGB order
+    np.testing.assert_array_equal(pixels[0, :, -1], np.tile([255, 0, 0], (4, 1)))
+    assert np.all(np.abs(pixels[1].astype(int) - 128) <= 2)
+    with pytest.raises(ValueError, match=r"read_images: `paths` must name readable.*missing"):
+        pipeline.read_images(["missing.png"], 4, root=str(tmp_path))
+    with pytest.raises(ValueError, match=r"read_images: `paths`.*non-empty"):
+        pipeline.read_images("a.png", 4)
