@@ -3,23 +3,20 @@
 Okazaki, Kong, Klinkigt and Yoshinaga, "Hitachi at TRECVID DSDI 2020" (2020): a vote CSV
 (image, annotator label) -> soft labels (``kse.data.soft_labels_from_csv``) -> an
 EfficientNetB0 (or a small convolutional net) with one logit per class -> the loss chosen
-by flag (soft focal, class-balanced focal, reduced focal; optional none-class multiplier and
-drop-worst) -> validation LRAP and mAP each epoch (``kse.callbacks.ValidationRankingScores``),
-one checkpoint per epoch -> a table of each loss against the constant-prior baseline.
+by flag (soft focal, class-balanced focal, reduced focal, or its model C12's symmetric
+Lovász hinge on targets >= 0.5; optional none-class multiplier and drop-worst) -> validation
+LRAP and mAP each epoch, one checkpoint per epoch -> each loss against the constant prior.
 
 With no CSV it runs on the shipped brain sample: each MRI slice is an image, each of the 116
 AAL regions a class, its soft label the region's area in the slice over its largest area
 (``kse.data.region_soft_labels``): the same kind of graded target as annotator agreement.
 
-Run (a few minutes on 2 CPU cores, the three losses one after the other)::
+Run (minutes on 2 CPU cores)::
 
-    python recipes/ladi_multilabel.py
-    python recipes/ladi_multilabel.py --csv ladi_votes.csv --image-root images/ \\
-        --image-column url --label-column label --none-classes "damage: none" \\
-        --none-multiplier 0.1 --losses focal --drop-worst 1 --image-size 224 \\
-        --weights /path/to/efficientnetb0_notop.h5
-
-Pretrained weights are only read from a local file (``--weights``); nothing is downloaded.
+    python recipes/ladi_multilabel.py --losses focal,symmetric-lovasz
+    python recipes/ladi_multilabel.py --csv ladi_votes.csv --image-column url \\
+        --none-classes "damage: none" --none-multiplier 0.1 --image-size 224 \\
+        --weights /path/to/efficientnetb0_notop.h5   # local weights only; nothing downloads
 """
 
 import argparse
@@ -36,7 +33,8 @@ from keras import layers  # noqa: E402
 
 import keras_seg_extras as kse  # noqa: E402
 
-LOSSES = ("focal", "class-balanced", "reduced")
+LOSSES = ("focal", "class-balanced", "reduced", "symmetric-lovasz")
+DEFAULT_LOSSES = ("focal", "class-balanced", "reduced")
 
 
 def load_brain(image_size):
@@ -66,31 +64,22 @@ def load_csv(csv_path, image_root, image_size, image_column, label_column, val_f
 
 def build_classifier(num_classes, image_size, channels, backbone="efficientnetb0",
                      weights=None, bn_momentum=0.9):
-    """Image -> one logit per class.
+    """Image -> one logit per class: EfficientNetB0 (no top, average pooling; ``weights`` a
+    local file or None; grey images repeated to RGB) or four small convolution blocks.
 
-    ``efficientnetb0``: keras.applications.EfficientNetB0 without its top, global average
-    pooling, a Dense layer of logits; grey images are repeated to three channels (as
-    ImageNet weights expect); the network rescales 0..255 inputs itself. ``weights`` is a
-    local file of no-top weights or None (random initialisation). ``small``: four
-    convolution blocks for quick CPU runs. Every BatchNormalization layer gets
-    ``bn_momentum``: Keras's default 0.99 needs hundreds of steps before the moving statistics
-    match the data; on the brain sample (8 steps per epoch) scores then stay near chance.
+    Every BatchNorm momentum becomes ``bn_momentum``: Keras's 0.99 needs hundreds of steps
+    before the moving statistics match the data (the brain sample has 8 steps per epoch).
     """
     inputs = keras.Input((image_size, image_size, channels), name="image")
     x = layers.Concatenate(name="to_rgb")([inputs] * 3) if channels == 1 else inputs
+    if weights is not None and (backbone != "efficientnetb0" or not os.path.isfile(weights)):
+        raise ValueError(f"ladi_multilabel: `--weights` must be an existing local file, for "
+                         f"--backbone efficientnetb0; received {weights!r} ({backbone}).")
     if backbone == "efficientnetb0":
-        if weights is not None and not os.path.isfile(weights):
-            raise ValueError(f"ladi_multilabel: `--weights` must be an existing local file; "
-                             f"received {weights!r}.")
-        encoder = keras.applications.EfficientNetB0(
-            include_top=False, weights=weights, input_shape=(image_size, image_size, 3),
-            pooling="avg")
-        x = encoder(x)
+        x = keras.applications.EfficientNetB0(include_top=False, weights=weights, pooling="avg",
+                                              input_shape=(image_size, image_size, 3))(x)
         x = layers.Dropout(0.2)(x)
     elif backbone == "small":
-        if weights is not None:
-            raise ValueError("ladi_multilabel: `--weights` only applies to --backbone "
-                             "efficientnetb0.")
         x = layers.Rescaling(1.0 / 255.0)(x)
         for filters in (16, 32, 64, 128):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
@@ -116,6 +105,11 @@ def make_loss(name, train_labels, args, class_weights):
                                                  beta=args.beta, **common)
     elif name == "reduced":
         loss = kse.losses.ReducedFocalLoss(threshold=args.threshold, **common)
+    elif name == "symmetric-lovasz":  # the paper's C12; trained on targets >= 0.5 (see fit)
+        if class_weights is not None:
+            raise ValueError("ladi_multilabel: `--none-classes` weights do not apply to "
+                             "symmetric-lovasz (a set function, not per-class terms).")
+        loss = kse.losses.SymmetricLovaszLoss(jaccard_set=args.jaccard_set)
     else:
         raise ValueError(f"ladi_multilabel: `--losses` entries must be among {LOSSES}; "
                          f"received {name!r}.")
@@ -135,19 +129,20 @@ def train_one(loss_name, train, val, names, args):
     # model ranks like the best constant predictor and training has to improve on that.
     prior = np.clip(kse.data.constant_prior_scores(y_train, 1)[0], 1e-3, 1 - 1e-3)
     model.get_layer("logits").bias.assign(np.log(prior / (1 - prior)).astype("float32"))
-    model.compile(
-        optimizer=keras.optimizers.Adam(args.learning_rate),
-        loss=make_loss(loss_name, y_train, args, weights),
-        metrics=[kse.metrics.LabelRankingAveragePrecision(name="lrap")],
-    )
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate),
+                  loss=make_loss(loss_name, y_train, args, weights),
+                  metrics=[kse.metrics.LabelRankingAveragePrecision(name="lrap")])
     folder = os.path.join(args.output_dir, loss_name)
     os.makedirs(folder, exist_ok=True)
-    checkpoints = keras.callbacks.ModelCheckpoint(
-        os.path.join(folder, "epoch_{epoch:03d}.keras"), save_freq="epoch")
-    validation = kse.callbacks.ValidationRankingScores(x_val, y_val, args.batch_size,
-                                                       label=loss_name)
-    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                        shuffle=True, callbacks=[validation, checkpoints],
+    callbacks = [
+        kse.callbacks.ValidationRankingScores(x_val, y_val, args.batch_size, label=loss_name),
+        keras.callbacks.ModelCheckpoint(os.path.join(folder, "epoch_{epoch:03d}.keras"))]
+    # The Lovász extension is defined on {0, 1} targets: a label counts when most of its
+    # annotators (or the larger part of its area) agree, the rule LRAP and mAP score with.
+    lovasz = loss_name == "symmetric-lovasz"
+    fit_labels = (y_train >= 0.5).astype("float32") if lovasz else y_train
+    history = model.fit(x_train, fit_labels, epochs=args.epochs, batch_size=args.batch_size,
+                        shuffle=True, callbacks=callbacks,
                         verbose=2 if args.verbose else 0)
     return {"lrap": float(history.history["val_lrap"][-1]),
             "map": float(history.history["val_map"][-1]),
@@ -158,28 +153,27 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--csv", help="vote CSV (image, label rows); default: brain sample")
     parser.add_argument("--image-root", help="folder of relative image paths (default: CSV's)")
-    parser.add_argument("--image-column", default="image")
-    parser.add_argument("--label-column", default="label")
-    parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument("--image-size", type=int, default=64)
+    for flag, default in (("--image-column", "image"), ("--label-column", "label"),
+                          ("--output-dir", "runs/ladi_multilabel")):
+        parser.add_argument(flag, default=default)
+    for flag, kind, default in (("--val-fraction", float, 0.2), ("--image-size", int, 64),
+                                ("--bn-momentum", float, 0.9), ("--gamma", float, 2.0),
+                                ("--epochs", int, 15), ("--batch-size", int, 16),
+                                ("--learning-rate", float, 3e-3), ("--seed", int, 0)):
+        parser.add_argument(flag, type=kind, default=default)
     parser.add_argument("--backbone", choices=("auto", "efficientnetb0", "small"),
                         default="auto", help="auto: efficientnetb0 with --csv, else small")
-    parser.add_argument("--bn-momentum", type=float, default=0.9)
     parser.add_argument("--weights", help="local file of EfficientNetB0 no-top weights")
-    parser.add_argument("--losses", default=",".join(LOSSES),
+    parser.add_argument("--jaccard-set", choices=("sample", "class", "batch"), default="sample",
+                        help="symmetric-lovasz: the set each Jaccard surrogate runs over")
+    parser.add_argument("--losses", default=",".join(DEFAULT_LOSSES),
                         help=f"comma-separated losses to train, among {LOSSES}")
-    parser.add_argument("--gamma", type=float, default=2.0)
     parser.add_argument("--beta", type=float, default=0.999, help="class-balanced β")
     parser.add_argument("--threshold", type=float, default=0.5, help="reduced focal th")
     parser.add_argument("--none-classes", type=lambda s: [e.strip() for e in s.split(",") if e],
                         default=[], help="comma-separated names or indices of none-classes")
     parser.add_argument("--none-multiplier", type=float, default=1.0, help="paper: 0.1, 0.01")
     parser.add_argument("--drop-worst", type=int, default=0, help="largest losses dropped")
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--learning-rate", type=float, default=3e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output-dir", default="runs/ladi_multilabel")
     parser.add_argument("--verbose", action="store_true", help="Keras's per-epoch log lines")
     args = parser.parse_args(argv)
     if args.backbone == "auto":
@@ -193,13 +187,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if args.csv:
-        train, val, names = load_csv(args.csv, args.image_root, args.image_size,
-                                     args.image_column, args.label_column, args.val_fraction,
-                                     args.seed)
-        source = args.csv
+        source, (train, val, names) = args.csv, load_csv(
+            args.csv, args.image_root, args.image_size, args.image_column, args.label_column,
+            args.val_fraction, args.seed)
     else:
-        train, val, names = load_brain(args.image_size)
         source = "kse.datasets.brain (116 AAL regions, soft label = area / largest area)"
+        train, val, names = load_brain(args.image_size)
     print(f"data: {source}; {len(train[0])} training and {len(val[0])} validation images, "
           f"{len(names)} classes, {args.image_size} px, backbone {args.backbone}", flush=True)
     results = {}
