@@ -6,7 +6,9 @@ One training run with the cyclic cosine learning rate (eq. 2 of Huang et al.)::
 
 restarts the rate M times; at the end of each cycle the model sits in a local minimum and
 is saved. Averaging the outputs of the last m snapshots gives an ensemble at the cost of one
-run. Paper 000 (Table 2, model C10) uses a snapshot ensemble of its ResNeSt model.
+run. Huang, Li, Pleiss, Liu, Hopcroft and Weinberger, "Snapshot Ensembles: Train 1, Get M for
+Free", ICLR 2017. Okazaki, Kong, Klinkigt and Yoshinaga, "Hitachi at TRECVID DSDI 2020"
+(2020; table 2, model C10) use a snapshot ensemble of their ResNeSt model.
 """
 
 import glob
@@ -55,9 +57,16 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         save_weights_only: save ``snapshot_XX.weights.h5`` instead of full models.
 
     Example:
-        >>> callback = SnapshotEnsemble(cycles=5, max_lr=0.1, directory="snapshots")
-        >>> model.fit(train, epochs=50, callbacks=[callback])
-        >>> ensemble = load_snapshot_ensemble("snapshots", m=3)
+        >>> import os, tempfile, numpy as np
+        >>> folder = tempfile.mkdtemp()
+        >>> x = np.linspace(-1, 1, 16, dtype="float32").reshape(8, 2)
+        >>> inputs = keras.Input((2,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> callback = SnapshotEnsemble(cycles=2, max_lr=0.1, directory=folder)
+        >>> _ = model.fit(x, x[:, :1], epochs=4, batch_size=4, verbose=0, callbacks=[callback])
+        >>> sorted(os.listdir(folder))
+        ['snapshot_01.keras', 'snapshot_02.keras']
     """
 
     def __init__(self, cycles, max_lr, directory, total_steps=None, save_weights_only=False):
@@ -163,8 +172,16 @@ def load_snapshot_ensemble(paths_or_dir, m=None, name="snapshot_ensemble"):
         snapshots' outputs (per output for multi-output models). It saves as ``.keras``.
 
     Example:
-        >>> ensemble = load_snapshot_ensemble("snapshots", m=3)
-        >>> probabilities = ensemble.predict(images)
+        >>> import os, tempfile, numpy as np
+        >>> folder = tempfile.mkdtemp()
+        >>> for i, bias in enumerate((0.0, 1.0)):
+        ...     inputs = keras.Input((2,))
+        ...     layer = keras.layers.Dense(1, kernel_initializer="zeros",
+        ...                                bias_initializer=keras.initializers.Constant(bias))
+        ...     keras.Model(inputs, layer(inputs)).save(os.path.join(folder, f"snapshot_{i + 1:02d}.keras"))
+        >>> ensemble = load_snapshot_ensemble(folder)
+        >>> ensemble.predict(np.zeros((1, 2)), verbose=0).tolist()   # the mean of 0 and 1
+        [[0.5]]
     """
     paths = _snapshot_paths(paths_or_dir)
     if m is not None:

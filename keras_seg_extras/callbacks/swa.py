@@ -1,6 +1,8 @@
 """Stochastic Weight Averaging with BatchNorm re-estimation, resumable from checkpoints.
 
-Paper 003, section 4.1.7: SWA (Izmailov et al., 2018) over the last epochs of training gives
+The "SIIM-ACR Pneumothorax Segmentation" work report (2019), section 4.1.7: SWA (Izmailov,
+Podoprikhin, Garipov, Vetrov and Wilson, "Averaging Weights Leads to Wider Optima and Better
+Generalization", UAI 2018) over the last epochs of training gives
 flatter solutions that generalise better; the report averaged the last 3 epochs. The anchor
 is PyTorch's ``torch.optim.swa_utils`` (``AveragedModel`` with equal weights and ``update_bn``).
 
@@ -142,8 +144,14 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
             state raises ``ValueError``.
 
     Example:
-        >>> swa = StochasticWeightAveraging(start_epoch=7, bn_data=train_images)
-        >>> model.fit(train, epochs=10, callbacks=[swa])   # model now holds the SWA weights
+        >>> x = np.linspace(-1, 1, 16, dtype="float32").reshape(8, 2)
+        >>> inputs = keras.Input((2,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> swa = StochasticWeightAveraging(start_epoch=1)   # epochs 1 and 2 of 0..2
+        >>> _ = model.fit(x, x[:, :1], epochs=3, batch_size=4, verbose=0, callbacks=[swa])
+        >>> swa.count   # the model now holds the mean of those two snapshots
+        2
     """
 
     def __init__(self, start_epoch, update_every="epoch", bn_data=None, keep_raw_weights=False,

@@ -1,4 +1,7 @@
-"""Class-sampled tf.data pipeline for Stochastic TCE (paper 002, Algorithm 1, lines 1, 3 and 4).
+"""Class-sampled tf.data pipeline for Stochastic TCE.
+
+Szabó, Jamali-Rad and Mannava, "Tilted Cross-Entropy (TCE): Promoting Fairness in Semantic
+Segmentation", CVPR Workshops (2021), Algorithm 1, lines 1, 3 and 4.
 
 TensorFlow-only (tf.data). Each minibatch is drawn by first sampling a class ``c`` from a
 categorical distribution whose weights live in a ``tf.Variable``, then ``batch_size`` images
@@ -136,6 +139,12 @@ def index_class_presence(labels, num_classes, ignore_index=None, cache_path=None
     Raises:
         ValueError: for label values outside [0, K) that are not ``ignore_index``, naming
             the image; listing every unreadable label file and why.
+
+    Example:
+        >>> labels = np.zeros((3, 4, 4), "uint8")
+        >>> labels[0, :2], labels[2, 0, 0] = 1, 255
+        >>> index_class_presence(labels, num_classes=2, ignore_index=255).tolist()
+        [[True, True], [True, False], [True, False]]
     """
     owner = "index_class_presence"
     num_classes = check_number(owner, "num_classes", num_classes, minimum=1, integer=True)
@@ -235,6 +244,21 @@ def indexed_loader(images, labels, augment=None, image_channels=None):
     (the benchmark uses it for its shuffled baseline). uint8 images are divided by 255;
     float images pass unchanged. ``augment(image, label)`` must be TensorFlow ops returning
     the pair; it runs inside ``Dataset.map`` in parallel.
+
+    Args:
+        images: uint8 or float arrays (N, H, W[, C]), or a list of image file paths.
+        labels: integer label maps (N, H, W[, 1]), or a list of label PNG paths.
+        augment: optional TensorFlow function ``(image, label) -> (image, label)``.
+        image_channels: channels to decode image files to (None: as stored).
+
+    Returns:
+        A TensorFlow function of a scalar int64 index.
+
+    Example:
+        >>> load = indexed_loader(np.full((2, 4, 4, 1), 255, "uint8"), np.ones((2, 4, 4), "uint8"))
+        >>> image, label = load(1)
+        >>> tuple(image.shape), float(image[0, 0, 0]), label.dtype.name
+        ((4, 4, 1), 1.0, 'int32')
     """
     owner = "indexed_loader"
     images = _as_source(owner, "images", images)
@@ -384,7 +408,10 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
                           cache_path=None, seed=None, image_key="image",
                           num_parallel_calls=tf.data.AUTOTUNE, prefetch=tf.data.AUTOTUNE,
                           check_files="structure", on_bad_file="raise", progress=None):
-    """An endless tf.data pipeline of class-sampled minibatches (paper 002, Algorithm 1).
+    """An endless tf.data pipeline of class-sampled minibatches.
+
+    Szabó, Jamali-Rad and Mannava, "Tilted Cross-Entropy (TCE): Promoting Fairness in
+    Semantic Segmentation", CVPR Workshops (2021), Algorithm 1, lines 1, 3 and 4.
 
     Per batch: ``c ~ Categorical(weights)`` over the classes that occur in at least one image
     (a class without images is never drawn, whatever its weight; if every positive weight
@@ -434,10 +461,15 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
         that breaks after the check stops iteration with an error naming it.
 
     Example:
-        >>> ds = class_sampled_dataset(x_train, y_train, num_classes=19, batch_size=8,
-        ...                            ignore_index=255, seed=0)
-        >>> sampler = kse.callbacks.StochasticTCESampler(ds.sampling_weights, t=1.0, gamma=0.1)
-        >>> model.fit(ds, steps_per_epoch=500, epochs=10, callbacks=[sampler])
+        >>> labels = np.zeros((6, 8, 8), "uint8")
+        >>> labels[:3, :4], labels[3:, 4:] = 1, 2
+        >>> ds = class_sampled_dataset(np.zeros((6, 8, 8, 1), "uint8"), labels, num_classes=3,
+        ...                            batch_size=2, seed=0)
+        >>> inputs, label = next(iter(ds))
+        >>> sorted(inputs), tuple(inputs["image"].shape), tuple(label.shape)
+        (['image', 'tce_class'], (2, 8, 8, 1), (2, 8, 8, 1))
+        >>> ds.sampling_weights.numpy().round(4).tolist()   # steered by StochasticTCESampler
+        [0.3333, 0.3333, 0.3333]
     """
     num_classes = check_number(_OWNER, "num_classes", num_classes, minimum=1, integer=True)
     batch_size = check_number(_OWNER, "batch_size", batch_size, minimum=1, integer=True)

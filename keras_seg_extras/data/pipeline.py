@@ -104,9 +104,10 @@ def segmentation_dataset(images, masks, batch_size, image_size, augment=None, sh
             the check, to another size) stops the epoch with an error naming it.
 
     Example:
-        >>> ds = segmentation_dataset(x, y, batch_size=8, image_size=256,
-        ...                           augment=kse.data.augment.siim_preset(256), seed=1)
-        >>> model.fit(ds, epochs=10)
+        >>> x, y = np.zeros((5, 16, 16, 3), "uint8"), np.zeros((5, 16, 16), "uint8")
+        >>> ds = segmentation_dataset(x, y, batch_size=2, image_size=8, seed=1)  # augment=...
+        >>> [tuple(mask.shape) for _, mask in ds]
+        [(2, 8, 8, 1), (2, 8, 8, 1), (1, 8, 8, 1)]
     """
     batch_size = check_number(_OWNER, "batch_size", batch_size, minimum=1, integer=True)
     size = check_number(_OWNER, "image_size", image_size, minimum=1, integer=True)

@@ -1,6 +1,6 @@
 """Gradient accumulation that is exact, distributes, and advances schedules per applied update.
 
-Paper 003, section 4.1.3: with batches of 4 images at 512 px, the gradients of 8 micro-batches
+The "SIIM-ACR Pneumothorax Segmentation" work report (2019), section 4.1.3: with batches of 4 images at 512 px, the gradients of 8 micro-batches
 are accumulated before one update, simulating a batch of 32.
 
 Keras 3 (3.15) offers ``gradient_accumulation_steps=N`` on every optimizer. What it does
@@ -265,9 +265,11 @@ def accumulating_optimizer(optimizer, accumulation_steps):
         An unbuilt optimizer whose ``iterations`` counts applied updates.
 
     Example:
-        >>> schedule = kse.training.CosineAnnealingWithWarmup(1e-3, total_steps=500)
+        >>> from keras_seg_extras.training import CosineAnnealingWithWarmup
+        >>> schedule = CosineAnnealingWithWarmup(1e-3, total_steps=500)
         >>> optimizer = accumulating_optimizer(keras.optimizers.Adam(schedule), 8)
-        >>> model.compile(optimizer=optimizer, loss="binary_crossentropy")
+        >>> type(optimizer).__name__, optimizer.accumulation_steps   # TensorFlow backend
+        ('GradientAccumulationOptimizer', 8)
     """
     steps = check_number(_OWNER, "accumulation_steps", accumulation_steps, minimum=1, integer=True)
     optimizer = keras.optimizers.get(optimizer)

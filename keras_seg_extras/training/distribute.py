@@ -50,9 +50,13 @@ def strategy(communication="auto"):
         A ``tf.distribute.Strategy``.
 
     Example:
-        >>> with kse.training.strategy().scope():
-        ...     model = build_model()
-        ...     model.compile(...)
+        >>> import keras
+        >>> with strategy().scope():   # one CPU here: the default strategy
+        ...     inputs = keras.Input((3,))
+        ...     model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+        ...     model.compile(optimizer="adam", loss="mse")
+        >>> strategy().num_replicas_in_sync >= 1
+        True
     """
     import tensorflow as tf
 

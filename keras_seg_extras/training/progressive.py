@@ -1,6 +1,6 @@
 """Multi-resolution ("progressive") training in stages, resumable mid-stage.
 
-Paper 003, section 4.1.2 and Fig. 9: train at 256 px, then continue with the same weights
+The "SIIM-ACR Pneumothorax Segmentation" work report (2019), section 4.1.2 and Fig. 9: train at 256 px, then continue with the same weights
 at 512 px and 768 px, each stage with its own batch size, gradient accumulation, loss and
 learning rate (4.1.3, 4.1.6, 4.1.7), SWA over the last epochs of the last stage. A fully
 convolutional model (spatial input dims ``None``) keeps its weights from stage to stage.
@@ -32,7 +32,7 @@ class Stage:
 
     Attributes:
         image_size: side length in pixels, or ``(height, width)``; each a multiple of 32
-            (the five stride-2 levels of the U-Net encoders; paper 003, 4.1.2).
+            (the five stride-2 levels of the U-Net encoders; SIIM-ACR report, 4.1.2).
         epochs: number of epochs of this stage (>= 1).
         batch_size: micro-batch passed to the dataset factories (the global batch under a
             distribution strategy).
@@ -41,7 +41,7 @@ class Stage:
             or a callable ``f(total_updates) -> float | LearningRateSchedule`` that receives
             the stage's number of applied updates (epochs x ceil(steps / accumulation)),
             e.g. ``lambda total: CosineAnnealingWithWarmup(5e-4, total)``.
-        accumulation_steps: micro-batches per update (paper 003: 8 at 512 px, 12 at 768 px).
+        accumulation_steps: micro-batches per update (SIIM-ACR report: 8 at 512 px, 12 at 768 px).
             The effective batch is ``batch_size x accumulation_steps``.
         optimizer: ``None`` (Adam, the report's), an optimizer name, or a callable
             ``f(learning_rate) -> optimizer``. Wrapped for accumulation by the trainer.
@@ -50,6 +50,12 @@ class Stage:
         scale_batchnorm_momentum: set BatchNorm momentum to ``m ** (1 / accumulation_steps)``
             for this stage (see ``set_batchnorm_momentum_for_accumulation``).
         name: label used in logs (default ``"stage<k>_<size>px"``).
+
+    Example:
+        >>> stage = Stage(512, epochs=50, batch_size=4, loss="binary_crossentropy",
+        ...               learning_rate=5e-4, accumulation_steps=8)
+        >>> stage.batch_size * stage.accumulation_steps   # the effective batch
+        32
     """
 
     image_size: Any
@@ -146,13 +152,18 @@ class ProgressiveTrainer:
         verbose: ``fit`` verbosity.
 
     Example:
-        >>> trainer = ProgressiveTrainer(
-        ...     model,
-        ...     stages=[Stage(256, epochs=75, batch_size=16, loss=bce_dice, learning_rate=1e-3),
-        ...             Stage(512, epochs=50, batch_size=4, accumulation_steps=8, loss=dice,
-        ...                   learning_rate=lambda n: CosineAnnealingWithWarmup(1e-3, n))],
-        ...     train_data=make_train, validation_data=make_val, checkpoint_dir="ckpt")
-        >>> histories = trainer.fit()
+        >>> import numpy as np, tensorflow as tf
+        >>> inputs = keras.Input((None, None, 1))   # fully convolutional: any size
+        >>> model = keras.Model(inputs, keras.layers.Conv2D(1, 1)(inputs))
+        >>> def make_train(size, batch_size):
+        ...     x = np.ones((4, size, size, 1), "float32")
+        ...     return tf.data.Dataset.from_tensor_slices((x, x)).batch(batch_size)
+        >>> trainer = ProgressiveTrainer(model, stages=[
+        ...     Stage(32, epochs=1, batch_size=2, loss="mse", learning_rate=1e-2),
+        ...     Stage(64, epochs=2, batch_size=1, accumulation_steps=2, loss="mse",
+        ...           learning_rate=1e-3)], train_data=make_train, verbose=0)
+        >>> [len(history.history["loss"]) for history in trainer.fit()], trainer.epoch_range(1)
+        ([1, 2], (1, 3))
     """
 
     def __init__(self, model, stages, train_data, validation_data=None, callbacks=(),
