@@ -97,8 +97,9 @@ def load_data(args):
 
 def plain_dataset(images, labels, args, one_hot_classes=None, train=True):
     """Shuffled, repeated and flipped for training; every image once, in order, for scoring."""
+    augment = kse.data.resize_and_flip(args.size, train)
     ds = kse.data.indexed_dataset(images, labels, args.batch_size, shuffle=train, repeat=train,
-                                  seed=args.seed, augment=kse.data.resize_and_flip(args.size, train))
+                                  seed=args.seed, augment=augment)
     if one_hot_classes:
         ds = ds.map(lambda x, y: (x, tf.one_hot(y[..., 0], one_hot_classes)))  # 255 -> zeros
     return ds

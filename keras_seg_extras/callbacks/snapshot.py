@@ -178,7 +178,8 @@ def load_snapshot_ensemble(paths_or_dir, m=None, name="snapshot_ensemble"):
         ...     inputs = keras.Input((2,))
         ...     layer = keras.layers.Dense(1, kernel_initializer="zeros",
         ...                                bias_initializer=keras.initializers.Constant(bias))
-        ...     keras.Model(inputs, layer(inputs)).save(os.path.join(folder, f"snapshot_{i + 1:02d}.keras"))
+        ...     path = os.path.join(folder, f"snapshot_{i + 1:02d}.keras")
+        ...     keras.Model(inputs, layer(inputs)).save(path)
         >>> ensemble = load_snapshot_ensemble(folder)
         >>> ensemble.predict(np.zeros((1, 2)), verbose=0).tolist()   # the mean of 0 and 1
         [[0.5]]

@@ -32,12 +32,15 @@ def cityscapes_files(root, split, limit=None):
     Example:
         >>> import os, tempfile
         >>> root = tempfile.mkdtemp()
-        >>> for folder, suffix in (("leftImg8bit", "leftImg8bit"), ("gtFine", "gtFine_labelTrainIds")):
-        ...     os.makedirs(os.path.join(root, folder, "val", "bonn"))
-        ...     open(os.path.join(root, folder, "val", "bonn", f"bonn_0_1_{suffix}.png"), "w").close()
+        >>> for folder, suffix in (("leftImg8bit", "leftImg8bit"),
+        ...                        ("gtFine", "gtFine_labelTrainIds")):
+        ...     city = os.path.join(root, folder, "val", "bonn")
+        ...     os.makedirs(city)
+        ...     open(os.path.join(city, f"bonn_0_1_{suffix}.png"), "w").close()
         >>> images, labels = cityscapes_files(root, "val")
-        >>> [os.path.relpath(path, root) for path in images + labels]
-        ['leftImg8bit/val/bonn/bonn_0_1_leftImg8bit.png', 'gtFine/val/bonn/bonn_0_1_gtFine_labelTrainIds.png']
+        >>> [os.path.relpath(path, root) for path in images + labels]  # doctest: +NORMALIZE_WHITESPACE
+        ['leftImg8bit/val/bonn/bonn_0_1_leftImg8bit.png',
+         'gtFine/val/bonn/bonn_0_1_gtFine_labelTrainIds.png']
     """
     owner = "cityscapes_files"
     if limit is not None:

@@ -247,7 +247,8 @@ def read_images(paths, image_size, root=None):
     Example:
         >>> import os, tempfile, cv2
         >>> root = tempfile.mkdtemp()
-        >>> _ = cv2.imwrite(os.path.join(root, "red.png"), np.full((8, 6, 3), (0, 0, 255), np.uint8))
+        >>> red = np.full((8, 6, 3), (0, 0, 255), np.uint8)   # OpenCV writes BGR
+        >>> _ = cv2.imwrite(os.path.join(root, "red.png"), red)
         >>> pixels = read_images(["red.png"], 4, root=root)
         >>> pixels.shape, pixels[0, 0, 0].tolist()
         ((1, 4, 4, 3), [255, 0, 0])

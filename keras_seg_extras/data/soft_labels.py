@@ -125,7 +125,8 @@ def soft_labels_from_csv(path, class_names=None, image_column="image", label_col
         >>> import os, tempfile
         >>> path = os.path.join(tempfile.mkdtemp(), "votes.csv")
         >>> with open(path, "w") as handle:
-        ...     _ = handle.write("url,label\\na.jpg,flood\\na.jpg,flood\\na.jpg,smoke\\nb.jpg,smoke\\n")
+        ...     _ = handle.write("url,label\\na.jpg,flood\\na.jpg,flood\\n"
+        ...                      "a.jpg,smoke\\nb.jpg,smoke\\n")
         >>> images, y, names = soft_labels_from_csv(path, image_column="url")
         >>> images, names
         (['a.jpg', 'b.jpg'], ['flood', 'smoke'])

@@ -1,7 +1,7 @@
 """Gradient accumulation that is exact, distributes, and advances schedules per applied update.
 
-The "SIIM-ACR Pneumothorax Segmentation" work report (2019), section 4.1.3: with batches of 4 images at 512 px, the gradients of 8 micro-batches
-are accumulated before one update, simulating a batch of 32.
+The "SIIM-ACR Pneumothorax Segmentation" work report (2019), section 4.1.3: with batches of
+4 images at 512 px, the gradients of 8 micro-batches are accumulated before one update, simulating a batch of 32.
 
 Keras 3 (3.15) offers ``gradient_accumulation_steps=N`` on every optimizer. What it does
 right: the mean ``(g_1 + ... + g_N) / N`` of N micro-batch gradients is applied once, which

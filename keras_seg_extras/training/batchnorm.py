@@ -188,7 +188,8 @@ def _recording_call(layer, original, totals):
         n_a, mean_a, m2_a = totals
         n = n_a + n_b
         delta = mean_b - mean_a
-        totals[:] = [n, mean_a + delta * (n_b / n), m2_a + var_b * n_b + delta ** 2 * (n_a * n_b / n)]
+        totals[:] = [n, mean_a + delta * (n_b / n),
+                     m2_a + var_b * n_b + delta ** 2 * (n_a * n_b / n)]
         return original(inputs, training=training, mask=mask)
 
     return call

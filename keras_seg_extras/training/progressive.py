@@ -1,7 +1,7 @@
 """Multi-resolution ("progressive") training in stages, resumable mid-stage.
 
-The "SIIM-ACR Pneumothorax Segmentation" work report (2019), section 4.1.2 and Fig. 9: train at 256 px, then continue with the same weights
-at 512 px and 768 px, each stage with its own batch size, gradient accumulation, loss and
+The "SIIM-ACR Pneumothorax Segmentation" work report (2019), section 4.1.2 and Fig. 9: train
+at 256 px, then continue with the same weights at 512 px and 768 px, each stage with its own batch size, gradient accumulation, loss and
 learning rate (4.1.3, 4.1.6, 4.1.7), SWA over the last epochs of the last stage. A fully
 convolutional model (spatial input dims ``None``) keeps its weights from stage to stage.
 
