@@ -54,6 +54,7 @@ def check_flag(owner, argument, value):
 
 
 def check_choice(owner, argument, value, choices):
+    """``value`` must be one of ``choices`` (compared with ``in``); returns it."""
     if value not in choices:
         fail(owner, argument, value, f"must be one of {', '.join(repr(c) for c in choices)}")
     return value
@@ -255,7 +256,7 @@ def check_same_shape(owner, y_true, y_pred, axes=None, shown_shape=None):
 
 
 def segmentation_targets(owner, y_true, num_classes, ignore_index=None, *, binary=False,
-                         y_pred=None):
+                         y_pred=None, hard=False):
     """Normalise segmentation labels to a float32 one-hot map and a validity mask.
 
     Accepted label forms (channels-last, B the batch and C = ``num_classes``):
@@ -264,7 +265,8 @@ def segmentation_targets(owner, y_true, num_classes, ignore_index=None, *, binar
     - one-hot or soft maps, shape (B, H, W, C) with C > 1, values in [0, 1];
     - with ``binary=True`` (sigmoid outputs, one map per channel): {0, 1} or soft maps with
       the same shape as the prediction (B, H, W, C), or (B, H, W) for C = 1. ``ignore_index``
-      then marks ignored pixels by value, per channel.
+      then marks ignored pixels by value, per channel. ``hard=True`` accepts {0, 1} only
+      (see :func:`check_binary_values`).
 
     Values outside these ranges raise (see :func:`check_label_values`); where a compiled step
     cannot raise, the faulty pixels' targets and validity are NaN, so whatever is computed
@@ -292,7 +294,7 @@ def segmentation_targets(owner, y_true, num_classes, ignore_index=None, *, binar
                          shown_shape=shown_shape)
 
     if binary:
-        targets = check_binary_values(owner, as_float32(y_true), ignore_index)
+        targets = check_binary_values(owner, as_float32(y_true), ignore_index, hard=hard)
         if ignore_index is None:
             return targets, ops.ones_like(targets)
         valid = ops.cast(ops.not_equal(targets, float(ignore_index)), "float32")
@@ -326,26 +328,37 @@ def num_channels(owner, y_pred):
     return int(channels)
 
 
-def check_binary_values(owner, targets, ignore_index=None, kind="binary/multi-label targets"):
+def check_binary_values(owner, targets, ignore_index=None, kind="binary/multi-label targets",
+                        hard=False):
     """Targets of sigmoid outputs (and one-hot maps) must lie in [0, 1] or equal ``ignore_index``.
+
+    With ``hard=True`` they must be exactly 0 or 1 (losses defined on sets only, such as the
+    Lovász hinge, whose Jaccard set function has no value for a soft target).
 
     Same paths as :func:`check_label_values`: a ``ValueError`` naming the values on concrete
     inputs, a runtime assertion with the same message inside a TensorFlow graph, a host
     callback that raises inside a JAX step; under XLA the faulty values become NaN. A NaN
     target is faulty too.
     """
-    message = (f"{owner}: {kind} must lie in [0, 1]"
+    allowed = "{0, 1}" if hard else "[0, 1]"
+    message = (f"{owner}: {kind} must lie in {allowed}"
                + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}"))
     values = concrete_numpy(targets)
     if values is not None:
-        bad = (values < 0) | (values > 1) | np.isnan(values)
+        if hard:
+            bad = (values != 0) & (values != 1)
+        else:
+            bad = (values < 0) | (values > 1) | np.isnan(values)
         if ignore_index is not None:
             bad &= values != ignore_index
         if np.any(bad):
             raise ValueError(f"{message}; received target values {np.unique(values[bad])[:10].tolist()}.")
         return targets
     targets = as_float32(targets)
-    bad = ops.logical_not(ops.logical_and(targets >= 0, targets <= 1))
+    if hard:
+        bad = ops.logical_not(ops.logical_or(ops.equal(targets, 0.0), ops.equal(targets, 1.0)))
+    else:
+        bad = ops.logical_not(ops.logical_and(targets >= 0, targets <= 1))
     if ignore_index is not None:
         bad = ops.logical_and(bad, ops.not_equal(targets, float(ignore_index)))
     if _is_tensorflow():
@@ -455,3 +468,47 @@ class OptionalModule:
     def __repr__(self):
         state = "imported" if self._module is not None else "not imported yet"
         return f"<optional module {self._name!r} ({state})>"
+
+
+# ----------------------------------------------------------------------------- numerics and weights
+
+
+def epsilon():
+    """The package's one numerical epsilon: ``keras.config.epsilon()`` (1e-7 unless changed).
+
+    Every loss reads it here, at call time, for each of its floors: the clip of probabilities
+    before a logarithm (``log(max(p, epsilon()))``) and the guard of a denominator that can be
+    0 (``sum / max(count, epsilon())``, where a count is either 0 or >= 1, so the guard never
+    changes a value). ``keras.config.set_epsilon`` therefore moves all of them together. Kept
+    apart, with their reasons in their modules: the variance floor of the locally adaptive
+    loss's z-score (a statistic of logits, not a probability) and the focal loss's base floor
+    of ``(1 - p̂)^γ`` (a gradient guard far below any value the loss can take).
+    """
+    return keras.config.epsilon()
+
+
+def pixel_weights(owner, sample_weight, per_image):
+    """Sample weights of a batch-global loss as float32 (B, H, W, 1) (or (B, 1, 1, 1)), or None.
+
+    Per-image (B,) / (B, 1) and per-pixel (B, H, W) / (B, H, W, 1) weights are accepted; they
+    must be >= 0 (checked on concrete values). With ``per_image=True`` Keras's reduction
+    weights the per-image values instead, so weights are refused there (``ValueError``).
+    """
+    if sample_weight is None:
+        return None
+    if per_image:
+        fail(owner, "sample_weight", "a weight tensor",
+             "must be None with per_image=True (the Keras loss class weights per-image values)")
+    weights = as_float32(sample_weight)
+    shape = tuple(weights.shape)
+    if len(shape) in (1, 2) and (len(shape) == 1 or shape[1] == 1):
+        weights = ops.reshape(weights, (-1, 1, 1, 1))
+    elif len(shape) == 3:
+        weights = ops.expand_dims(weights, -1)
+    elif not (len(shape) == 4 and shape[-1] == 1):
+        fail(owner, "sample_weight", f"tensor of shape {shape}",
+             "must hold per-image (B,) or per-pixel (B, H, W) weights")
+    values = concrete_numpy(weights)
+    if values is not None and np.any(values < 0):
+        fail(owner, "sample_weight", f"minimum {values.min()}", "must hold weights >= 0")
+    return weights

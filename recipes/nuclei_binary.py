@@ -7,8 +7,8 @@ The first main job of keras-seg-extras, a few minutes on 2 CPU cores::
 What it does:
 
 1. loads ``kse.datasets.nuclei`` tiles (the bottom-right quadrant of the image is validation);
-   the training tiles are multiplied by the 8 flips/rotations of the square (D4), which keeps
-   masks aligned and needs no interpolation;
+   the training tiles are multiplied by the 8 flips/rotations of the square
+   (``kse.data.dihedral_copies``), which keeps masks aligned and needs no interpolation;
 2. trains ``kse.models.small_unet`` (a ``Rescaling(1/255)`` in front, so the model takes raw
    uint8 images) with ``kse.losses.BCEDiceLoss()`` and Adam, tracking
    ``kse.metrics.DiceCoefficient()`` and ``kse.metrics.IoUScore()`` (per image, SIIM rule);
@@ -41,31 +41,17 @@ if __package__ in (None, ""):  # run as a script from a source checkout
 import keras_seg_extras as kse  # noqa: E402
 
 
-def d4_augment(x, y):
-    """The 8 symmetries of the square applied to every tile (images and masks alike)."""
-    xs, ys = [], []
-    for flip in (False, True):
-        for turns in range(4):
-            a = np.rot90(x, turns, axes=(1, 2))
-            b = np.rot90(y, turns, axes=(1, 2))
-            if flip:
-                a, b = a[:, :, ::-1], b[:, :, ::-1]
-            xs.append(a)
-            ys.append(b)
-    return np.ascontiguousarray(np.concatenate(xs)), np.ascontiguousarray(np.concatenate(ys))
-
-
 def build_model(filters, bn_momentum=0.9):
+    """Raw uint8 tiles -> ``Rescaling(1/255)`` -> ``small_unet`` -> nucleus probability."""
     inputs = keras.Input((None, None, 3), name="image")
     scaled = keras.layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
     unet = kse.models.small_unet((None, None, 3), classes=1, activation="sigmoid",
                                  filters=filters)
+    model = keras.Model(inputs, unet(scaled), name="nuclei_unet")
     # ~100 training steps in all: BatchNorm's default momentum (0.99) would leave the moving
     # statistics far from the data and validation (inference mode) far below training.
-    for layer in unet.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = bn_momentum
-    return keras.Model(inputs, unet(scaled), name="nuclei_unet")
+    kse.training.set_batchnorm_momentum(model, bn_momentum)
+    return model
 
 
 def overlap_scores(y_true, y_pred):
@@ -99,7 +85,7 @@ def main(argv=None):
     os.makedirs(args.output_dir, exist_ok=True)
 
     (x_train, y_train), (x_val, y_val) = kse.datasets.nuclei.load_data(tile_size=args.tile_size)
-    x_train, y_train = d4_augment(x_train, y_train)
+    x_train, y_train = kse.data.dihedral_copies(x_train, y_train)
     print(f"training tiles {x_train.shape[0]} (with D4), validation tiles {x_val.shape[0]}, "
           f"{args.tile_size}x{args.tile_size}")
 

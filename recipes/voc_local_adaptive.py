@@ -25,7 +25,10 @@ import json
 import os
 import time
 
+import keras
 import numpy as np
+
+import keras_seg_extras as kse
 
 VOC_CLASSES = 21
 VOC_IGNORE = 255
@@ -67,52 +70,13 @@ def load_data(data_dir, image_size, limit=None):
     if data_dir:
         return (load_voc_split(data_dir, "train", image_size, limit),
                 load_voc_split(data_dir, "val", image_size, limit), f"Pascal VOC at {data_dir}")
-    import keras_seg_extras as kse
-
     train, val = kse.datasets.brain.load_data(image_size=image_size, num_classes=VOC_CLASSES)
     if limit:
         train, val = (train[0][:limit], train[1][:limit]), (val[0][:limit], val[1][:limit])
     return train, val, "brain MRI sample (AAL regions folded to 21 classes)"
 
 
-def confusion_matrix(truth, prediction, num_classes, ignore_index=VOC_IGNORE):
-    keep = truth != ignore_index
-    index = truth[keep].astype("int64") * num_classes + prediction[keep].astype("int64")
-    return np.bincount(index, minlength=num_classes ** 2).reshape(num_classes, num_classes)
-
-
-def mean_iou(matrix):
-    """Mean IoU over the classes present in truth or prediction."""
-    intersection = np.diag(matrix).astype("float64")
-    union = matrix.sum(0) + matrix.sum(1) - intersection
-    present = union > 0
-    return float(np.mean(intersection[present] / union[present])) if present.any() else 0.0
-
-
-def reestimate_batch_norm(model, images, max_images=256):
-    """Set BatchNorm moving statistics to the exact statistics over (up to) ``max_images``.
-
-    Short CPU runs take a few hundred steps, too few for momentum-0.99 moving averages to
-    forget their initial values; without this, inference-mode predictions are far worse than
-    the training loss suggests, whatever the loss.
-    """
-    import keras
-
-    layers = [layer for layer in model._flatten_layers()
-              if isinstance(layer, keras.layers.BatchNormalization)]
-    saved = [layer.momentum for layer in layers]
-    for layer in layers:
-        layer.momentum = 0.0
-    model(images[:max_images], training=True)
-    for layer, momentum in zip(layers, saved):
-        layer.momentum = momentum
-
-
 def train_and_evaluate(loss, train, val, args, seed):
-    import keras
-
-    import keras_seg_extras as kse
-
     keras.utils.set_random_seed(seed)
     (x_train, y_train), (x_val, y_val) = train, val
     model = kse.models.small_unet(x_train.shape[1:], classes=VOC_CLASSES, activation=None,
@@ -120,18 +84,17 @@ def train_and_evaluate(loss, train, val, args, seed):
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss=loss)
     model.fit(x_train.astype("float32") / 255.0, y_train, batch_size=args.batch_size,
               epochs=args.epochs, shuffle=True, verbose=0)
-    reestimate_batch_norm(model, x_train.astype("float32") / 255.0)
-    logits = model.predict(x_val.astype("float32") / 255.0, batch_size=args.batch_size,
-                           verbose=0)
-    matrix = confusion_matrix(y_val[..., 0], logits.argmax(-1), VOC_CLASSES)
-    return mean_iou(matrix)
+    # A few hundred steps are too few for momentum-0.99 moving averages to forget their
+    # initial values: set them to the exact statistics of (up to) 256 training images.
+    kse.training.recompute_batchnorm_statistics(model, [x_train[:256].astype("float32") / 255.0])
+    metric = kse.metrics.ConfusionMatrixIoU(VOC_CLASSES, ignore_index=VOC_IGNORE)
+    for start in range(0, len(x_val), args.batch_size):
+        images = x_val[start:start + args.batch_size].astype("float32") / 255.0
+        metric.update_state(y_val[start:start + args.batch_size], model(images, training=False))
+    return float(metric.result())
 
 
 def build_losses(kernels, ignore_index, minkowski_k):
-    import keras
-
-    import keras_seg_extras as kse
-
     losses = {"cross-entropy": keras.losses.SparseCategoricalCrossentropy(
         from_logits=True, ignore_class=ignore_index)}
     for k in kernels:
@@ -167,9 +130,10 @@ def main(argv=None):
         print(f"  {name:14s} mIoU {100 * results[name]:5.1f}  "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
     # The constant model predicting the most frequent training class: what learning must beat.
-    majority = int(np.argmax(np.bincount(train[1][train[1] != VOC_IGNORE].ravel(),
-                                         minlength=VOC_CLASSES)))
-    baseline = mean_iou(confusion_matrix(val[1], np.full_like(val[1], majority), VOC_CLASSES))
+    majority = int(np.argmax(kse.data.class_pixel_counts(train[1], VOC_CLASSES, VOC_IGNORE)))
+    constant = np.zeros((VOC_CLASSES, VOC_CLASSES), "int64")  # rows: truth, columns: prediction
+    constant[:, majority] = kse.data.class_pixel_counts(val[1], VOC_CLASSES, VOC_IGNORE)
+    baseline = float(np.nanmean(kse.metrics.class_iou_from_confusion(constant)))
     print("\n| loss | mIoU here (%) | paper table 2 (VOC, RN-101) |")
     print("|---|---|---|")
     for name, value in results.items():

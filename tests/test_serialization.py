@@ -28,7 +28,7 @@ def build_model():
             "classes": L.CombinedLoss([
                 L.DiceLoss("multiclass", from_logits=True, ignore_index=255),
                 L.JaccardLoss("multiclass", from_logits=True, per_image=True, ignore_index=255),
-                L.LovaszSoftmaxLoss(classes="present", per_image=True, ignore_index=255),
+                L.LovaszSoftmaxLoss(average_over="present", per_image=True, ignore_index=255),
             ]),
         },
         metrics={

@@ -1,4 +1,9 @@
-"""keras_seg_extras.callbacks: SWA, snapshot ensembles and the stochastic TCE sampler."""
+"""keras_seg_extras.callbacks: SWA, snapshot ensembles, the stochastic TCE sampler, ranking scores.
+
+``recompute_batchnorm_statistics`` lives in ``kse.training`` (with the other BatchNorm
+helpers); the name stays importable here because SWA uses it and earlier code imported it
+from ``kse.callbacks``.
+"""
 
 from keras_seg_extras.callbacks.swa import (
     StochasticWeightAveraging,
@@ -8,9 +13,15 @@ from keras_seg_extras.callbacks.snapshot import (
     SnapshotEnsemble,
     load_snapshot_ensemble,
 )
-from keras_seg_extras.callbacks.tce_sampler import StochasticTCESampler
+from keras_seg_extras.callbacks.ranking import ValidationRankingScores, ranking_scores  # noqa: F401
+from keras_seg_extras.callbacks.tce_sampler import StochasticTCESampler  # noqa: F401
 
 __all__ = [
-    "SnapshotEnsemble", "StochasticTCESampler", "StochasticWeightAveraging",
-    "load_snapshot_ensemble", "recompute_batchnorm_statistics",
+    "SnapshotEnsemble",
+    "StochasticTCESampler",
+    "StochasticWeightAveraging",
+    "ValidationRankingScores",
+    "load_snapshot_ensemble",
+    "ranking_scores",
+    "recompute_batchnorm_statistics",
 ]

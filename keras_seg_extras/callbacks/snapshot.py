@@ -6,7 +6,9 @@ One training run with the cyclic cosine learning rate (eq. 2 of Huang et al.)::
 
 restarts the rate M times; at the end of each cycle the model sits in a local minimum and
 is saved. Averaging the outputs of the last m snapshots gives an ensemble at the cost of one
-run. Paper 000 (Table 2, model C10) uses a snapshot ensemble of its ResNeSt model.
+run. Huang, Li, Pleiss, Liu, Hopcroft and Weinberger, "Snapshot Ensembles: Train 1, Get M for
+Free", ICLR 2017. Okazaki, Kong, Klinkigt and Yoshinaga, "Hitachi at TRECVID DSDI 2020"
+(2020; table 2, model C10) use a snapshot ensemble of their ResNeSt model.
 """
 
 import glob
@@ -19,7 +21,7 @@ import keras
 from keras_seg_extras._common import check_number, fail, register
 from keras_seg_extras.training.schedules import CyclicCosineSchedule
 
-OWNER = "SnapshotEnsemble"
+_OWNER = "SnapshotEnsemble"
 
 
 def _accumulation_steps(optimizer):
@@ -55,20 +57,27 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         save_weights_only: save ``snapshot_XX.weights.h5`` instead of full models.
 
     Example:
-        >>> callback = SnapshotEnsemble(cycles=5, max_lr=0.1, directory="snapshots")
-        >>> model.fit(train, epochs=50, callbacks=[callback])
-        >>> ensemble = load_snapshot_ensemble("snapshots", m=3)
+        >>> import os, tempfile, numpy as np
+        >>> folder = tempfile.mkdtemp()
+        >>> x = np.linspace(-1, 1, 16, dtype="float32").reshape(8, 2)
+        >>> inputs = keras.Input((2,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> callback = SnapshotEnsemble(cycles=2, max_lr=0.1, directory=folder)
+        >>> _ = model.fit(x, x[:, :1], epochs=4, batch_size=4, verbose=0, callbacks=[callback])
+        >>> sorted(os.listdir(folder))
+        ['snapshot_01.keras', 'snapshot_02.keras']
     """
 
     def __init__(self, cycles, max_lr, directory, total_steps=None, save_weights_only=False):
         super().__init__()
-        self.cycles = check_number(OWNER, "cycles", cycles, minimum=1, integer=True)
-        self.max_lr = check_number(OWNER, "max_lr", max_lr, minimum=0, min_inclusive=False)
+        self.cycles = check_number(_OWNER, "cycles", cycles, minimum=1, integer=True)
+        self.max_lr = check_number(_OWNER, "max_lr", max_lr, minimum=0, min_inclusive=False)
         if not isinstance(directory, (str, os.PathLike)) or not str(directory):
-            fail(OWNER, "directory", directory, "must be a path")
+            fail(_OWNER, "directory", directory, "must be a path")
         self.directory = str(directory)
         self.total_steps = None if total_steps is None else check_number(
-            OWNER, "total_steps", total_steps, minimum=1, integer=True)
+            _OWNER, "total_steps", total_steps, minimum=1, integer=True)
         self.save_weights_only = bool(save_weights_only)
         self.schedule = None
         self.saved = []
@@ -78,19 +87,19 @@ class SnapshotEnsemble(keras.callbacks.Callback):
             return self.total_steps
         epochs, steps = self.params.get("epochs"), self.params.get("steps")
         if not epochs or not steps:
-            fail(OWNER, "total_steps", None,
+            fail(_OWNER, "total_steps", None,
                  "must be given when fit() does not know its steps per epoch")
         return math.ceil(epochs * steps / _accumulation_steps(self.model.optimizer))
 
     def on_train_begin(self, logs=None):
         total = self._total_steps()
         if self.cycles > total:
-            fail(OWNER, "cycles", self.cycles, f"must not exceed the {total} training updates")
+            fail(_OWNER, "cycles", self.cycles, f"must not exceed the {total} training updates")
         self.schedule = CyclicCosineSchedule(self.max_lr, total, self.cycles)
         try:
             self.model.optimizer.learning_rate = self.max_lr
         except TypeError as error:
-            fail(OWNER, "model.optimizer", self.model.optimizer,
+            fail(_OWNER, "model.optimizer", self.model.optimizer,
                  f"must have a float learning rate, not a schedule ({error})")
         os.makedirs(self.directory, exist_ok=True)
 
@@ -163,8 +172,17 @@ def load_snapshot_ensemble(paths_or_dir, m=None, name="snapshot_ensemble"):
         snapshots' outputs (per output for multi-output models). It saves as ``.keras``.
 
     Example:
-        >>> ensemble = load_snapshot_ensemble("snapshots", m=3)
-        >>> probabilities = ensemble.predict(images)
+        >>> import os, tempfile, numpy as np
+        >>> folder = tempfile.mkdtemp()
+        >>> for i, bias in enumerate((0.0, 1.0)):
+        ...     inputs = keras.Input((2,))
+        ...     layer = keras.layers.Dense(1, kernel_initializer="zeros",
+        ...                                bias_initializer=keras.initializers.Constant(bias))
+        ...     path = os.path.join(folder, f"snapshot_{i + 1:02d}.keras")
+        ...     keras.Model(inputs, layer(inputs)).save(path)
+        >>> ensemble = load_snapshot_ensemble(folder)
+        >>> ensemble.predict(np.zeros((1, 2)), verbose=0).tolist()   # the mean of 0 and 1
+        [[0.5]]
     """
     paths = _snapshot_paths(paths_or_dir)
     if m is not None:

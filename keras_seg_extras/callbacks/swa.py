@@ -1,6 +1,8 @@
 """Stochastic Weight Averaging with BatchNorm re-estimation, resumable from checkpoints.
 
-Paper 003, section 4.1.7: SWA (Izmailov et al., 2018) over the last epochs of training gives
+The "SIIM-ACR Pneumothorax Segmentation" work report (2019), section 4.1.7: SWA (Izmailov,
+Podoprikhin, Garipov, Vetrov and Wilson, "Averaging Weights Leads to Wider Optima and Better
+Generalization", UAI 2018) over the last epochs of training gives
 flatter solutions that generalise better; the report averaged the last 3 epochs. The anchor
 is PyTorch's ``torch.optim.swa_utils`` (``AveragedModel`` with equal weights and ``update_bn``).
 
@@ -27,12 +29,12 @@ import warnings
 import keras
 import numpy as np
 from keras import ops
-from keras.src.saving.keras_saveable import KerasSaveable
 
 from keras_seg_extras._common import check_number, fail, register
 from keras_seg_extras.callbacks._checkpoint import read_saved_entries
+from keras_seg_extras.training.batchnorm import recompute_batchnorm_statistics
 
-OWNER = "StochasticWeightAveraging"
+_OWNER = "StochasticWeightAveraging"
 
 
 def _strategy_scope(model):
@@ -46,15 +48,18 @@ def _strategy_scope(model):
     return contextlib.nullcontext()
 
 
-class SWAState(KerasSaveable):
+class _SWAState(keras.layers.Layer):
     """Running mean of a model's trainable weights and the snapshot count, in variables.
 
-    Attached to the model as ``model._kse_swa_<name>`` so that Keras's weight saving walks
-    into it (``save_own_variables`` / ``load_own_variables``).
+    A layer that is never called: attached to the model as a plain (untracked) attribute
+    ``model._kse_swa_<name>``, it adds no model variable and no layer, but Keras's weight
+    saving visits every ``Layer`` attribute and calls its ``save_own_variables`` /
+    ``load_own_variables`` (the same mechanism as the TCE sampler's state).
     """
 
     def __init__(self, model, name):
-        self.name = f"kse_swa_{name}"
+        super().__init__(name=f"kse_swa_{name}", trainable=False)
+        self.built = True
         with _strategy_scope(model):
             self.count = keras.Variable(0, dtype="int32", trainable=False,
                                         name=f"{self.name}_count")
@@ -66,9 +71,6 @@ class SWAState(KerasSaveable):
             self.means = [keras.Variable(ops.zeros(w.shape, "float32"), trainable=False,
                                          name=f"{self.name}_mean_{i}")
                           for i, w in enumerate(model.trainable_weights)]
-
-    def _obj_type(self):
-        return "Layer"  # only selects the attribute skip-list used by saving_lib
 
     def matches(self, model):
         weights = model.trainable_weights
@@ -88,7 +90,7 @@ class SWAState(KerasSaveable):
             return
         extra = 3 if "last_epoch" in keys else 2  # files saved before last_epoch existed: 2
         if len(keys) != len(self.means) + extra:
-            raise ValueError(f"{OWNER}: the saved state holds {len(keys) - extra} averaged "
+            raise ValueError(f"{_OWNER}: the saved state holds {len(keys) - extra} averaged "
                              f"weights but the model has {len(self.means)}.")
         self.count.assign(np.asarray(store["count"]))
         self.last_step.assign(np.asarray(store["last_step"]))
@@ -142,25 +144,31 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
             state raises ``ValueError``.
 
     Example:
-        >>> swa = StochasticWeightAveraging(start_epoch=7, bn_data=train_images)
-        >>> model.fit(train, epochs=10, callbacks=[swa])   # model now holds the SWA weights
+        >>> x = np.linspace(-1, 1, 16, dtype="float32").reshape(8, 2)
+        >>> inputs = keras.Input((2,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> swa = StochasticWeightAveraging(start_epoch=1)   # epochs 1 and 2 of 0..2
+        >>> _ = model.fit(x, x[:, :1], epochs=3, batch_size=4, verbose=0, callbacks=[swa])
+        >>> swa.count   # the model now holds the mean of those two snapshots
+        2
     """
 
     def __init__(self, start_epoch, update_every="epoch", bn_data=None, keep_raw_weights=False,
                  bn_steps=None, name="swa", resume_from=None):
         super().__init__()
-        self.start_epoch = check_number(OWNER, "start_epoch", start_epoch, minimum=0,
+        self.start_epoch = check_number(_OWNER, "start_epoch", start_epoch, minimum=0,
                                         integer=True)
         if update_every != "epoch":
-            update_every = check_number(OWNER, "update_every", update_every, minimum=1,
+            update_every = check_number(_OWNER, "update_every", update_every, minimum=1,
                                         integer=True)
         self.update_every = update_every
         self.bn_data = bn_data
         self.bn_steps = None if bn_steps is None else check_number(
-            OWNER, "bn_steps", bn_steps, minimum=1, integer=True)
+            _OWNER, "bn_steps", bn_steps, minimum=1, integer=True)
         self.keep_raw_weights = bool(keep_raw_weights)
         if not isinstance(name, str) or not name.isidentifier():
-            fail(OWNER, "name", name, "must be a Python identifier")
+            fail(_OWNER, "name", name, "must be a Python identifier")
         self.name = name
         self.resume_from = None if resume_from is None else os.fspath(resume_from)
         self.raw_weights = None
@@ -182,12 +190,12 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
         model = self.model
         state = getattr(model, self._attribute, None)
         if state is None or not state.matches(model):
-            state = SWAState(model, self.name)
+            state = _SWAState(model, self.name)
             if self.resume_from is not None:
                 state.load_own_variables(read_saved_entries(
-                    OWNER, self.resume_from, self._attribute,
+                    _OWNER, self.resume_from, self._attribute,
                     f"SWA state named {self.name!r}"))
-            setattr(model, self._attribute, state)
+            object.__setattr__(model, self._attribute, state)  # untracked: no model weight
         return state
 
     @property
@@ -239,7 +247,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
             self._add_snapshot(epoch - 1)
         elif (self.update_every == "epoch" and last < epoch - 2) or count == 0:
             warnings.warn(
-                f"{OWNER}: training starts at epoch {epoch}, after start_epoch="
+                f"{_OWNER}: training starts at epoch {epoch}, after start_epoch="
                 f"{self.start_epoch}, with an average that lacks epochs "
                 f"{max(last + 1, self.start_epoch)}..{epoch - 1} (it holds {count} snapshot(s))."
                 " To resume a run, pass resume_from=<its checkpoint> or call "
@@ -261,7 +269,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self.count == 0:
-            warnings.warn(f"{OWNER}: no snapshot was averaged (start_epoch={self.start_epoch} "
+            warnings.warn(f"{_OWNER}: no snapshot was averaged (start_epoch={self.start_epoch} "
                           "was never reached); the model keeps its raw weights.", stacklevel=2)
             return
         self.swap_in_average(self.bn_data, self.bn_steps)
@@ -273,7 +281,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
         """
         state = self._state()
         if int(state.count.numpy()) == 0:
-            fail(OWNER, "count", 0, "must be positive before the average is swapped in")
+            fail(_OWNER, "count", 0, "must be positive before the average is swapped in")
         weights = self.model.trainable_weights
         if self.keep_raw_weights:
             self.raw_weights = [w.numpy() for w in weights]
@@ -285,7 +293,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
     def restore_raw_weights(self):
         """Put back the raw weights kept by ``keep_raw_weights=True``."""
         if self.raw_weights is None:
-            fail(OWNER, "raw_weights", None,
+            fail(_OWNER, "raw_weights", None,
                  "are only kept with keep_raw_weights=True after the average was swapped in")
         for weight, value in zip(self.model.trainable_weights, self.raw_weights):
             weight.assign(value)
@@ -294,117 +302,3 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
         return {"start_epoch": self.start_epoch, "update_every": self.update_every,
                 "keep_raw_weights": self.keep_raw_weights, "bn_steps": self.bn_steps,
                 "name": self.name, "resume_from": self.resume_from}
-
-
-# ---------------------------------------------------------------------- BatchNorm
-
-
-def _inputs_of(batch):
-    if isinstance(batch, dict):
-        return batch
-    if isinstance(batch, (tuple, list)):
-        return batch[0]
-    return batch
-
-
-def _batches(data, steps):
-    owner = "recompute_batchnorm_statistics"
-    if isinstance(data, np.ndarray):
-        fail(owner, "data", f"array of shape {data.shape}",
-             "must be batched: pass a tf.data.Dataset or a list of batches, not one array")
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        if isinstance(data, tf.data.Dataset):
-            if steps is None and data.cardinality() == tf.data.INFINITE_CARDINALITY:
-                fail(owner, "steps", None, "must be given for an infinite dataset")
-            data = data.as_numpy_iterator() if steps is None else data.take(
-                steps).as_numpy_iterator()
-    for i, batch in enumerate(data):
-        if steps is not None and i >= steps:
-            return
-        yield _inputs_of(batch)
-
-
-def recompute_batchnorm_statistics(model, data, steps=None):
-    """Set every trainable BatchNorm layer's moving statistics to exact averages over ``data``.
-
-    One pass over the batches with the model in training mode (each BN layer normalises
-    with its batch statistics, as during training and as in PyTorch's ``update_bn``). For
-    each trainable ``keras.layers.BatchNormalization`` with inputs ``x`` pooled over all
-    batches (all axes but the channel axis, all positions):
-
-        moving_mean = mean(x),   moving_variance = mean((x - mean(x))^2)
-
-    (the biased variance, Keras's convention; batches are combined exactly with Chan's
-    pairwise update in float64, so unequal batch sizes are weighted by their sizes). This
-    is torch's ``update_bn`` with ``momentum=None`` except that torch averages the per-batch
-    variances, which omits the spread between batch means; the pooled variance is the
-    statistic of the data itself. Frozen BN layers (``trainable=False``) normalise with
-    their moving statistics anyway and are left untouched. Dropout is active in the pass
-    (training mode), as in torch.
-
-    Args:
-        model: a built Keras model (nested models are searched).
-        data: a ``tf.data.Dataset`` or an iterable of batches; a batch is an input array or
-            an ``(x, ...)`` tuple / list.
-        steps: optional number of batches to use.
-
-    Returns:
-        A dict ``layer name -> (moving_mean, moving_variance)`` as NumPy arrays.
-
-    Example:
-        >>> recompute_batchnorm_statistics(model, train_dataset.take(50))
-    """
-    owner = "recompute_batchnorm_statistics"
-    if steps is not None:
-        steps = check_number(owner, "steps", steps, minimum=1, integer=True)
-    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-              if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
-    if not layers:
-        return {}
-    totals = {id(layer): [0.0, 0.0, 0.0] for layer in layers}  # count, mean, M2
-
-    def hook(layer, original):
-        rank_axis = layer.axis
-
-        def call(inputs, training=None, mask=None):
-            x = ops.cast(inputs, "float32")
-            axis = rank_axis % len(x.shape)
-            axes = [i for i in range(len(x.shape)) if i != axis]
-            n_b = float(np.prod([x.shape[i] for i in axes]))
-            mean_b = np.asarray(ops.convert_to_numpy(ops.mean(x, axis=axes)), "float64")
-            var_b = np.asarray(ops.convert_to_numpy(ops.var(x, axis=axes)), "float64")
-            entry = totals[id(layer)]
-            n_a, mean_a, m2_a = entry
-            n = n_a + n_b
-            delta = mean_b - mean_a
-            entry[0] = n
-            entry[1] = mean_a + delta * (n_b / n)
-            entry[2] = m2_a + var_b * n_b + delta ** 2 * (n_a * n_b / n)
-            return original(inputs, training=training, mask=mask)
-
-        return call
-
-    for layer in layers:
-        layer.__dict__["call"] = hook(layer, layer.call)
-    seen = 0
-    try:
-        for x in _batches(data, steps):
-            model(x, training=True)
-            seen += 1
-    finally:
-        for layer in layers:
-            layer.__dict__.pop("call", None)
-    if seen == 0:
-        fail(owner, "data", data, "must yield at least one batch")
-    result = {}
-    for layer in layers:
-        count, mean, m2 = totals[id(layer)]
-        if count == 0:
-            continue  # the layer is not on the path of these inputs
-        variance = m2 / count
-        layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
-        layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
-        result[layer.name] = (mean.astype("float32"), variance.astype("float32"))
-    return result

@@ -1,4 +1,7 @@
-"""Stochastic TCE (paper 002, Algorithm 1) as a Keras callback driving a tf.data class sampler.
+"""Stochastic TCE as a Keras callback driving a tf.data class sampler.
+
+Szabó, Jamali-Rad and Mannava, "Tilted Cross-Entropy (TCE): Promoting Fairness in Semantic
+Segmentation", CVPR Workshops (2021), Algorithm 1.
 
 TensorFlow backend only (it steers a ``tf.data`` pipeline, ``kse.data.class_sampled_dataset``).
 TensorFlow is imported inside the functions that need it, never at module import.
@@ -13,7 +16,7 @@ import numpy as np
 from keras_seg_extras._common import check_number, fail
 from keras_seg_extras.callbacks._checkpoint import read_saved_entries
 
-CLASS_KEY = "tce_class"  # the input-dict key the class-sampled dataset uses
+_CLASS_KEY = "tce_class"  # the input-dict key the class-sampled dataset uses
 _CLASS_LOG = "_kse_tce_batch_class"
 _LOSS_LOG = "_kse_tce_batch_loss"
 _STATE_ATTRIBUTE = "_kse_stochastic_tce_state"
@@ -56,7 +59,10 @@ def _log_name(name):
 
 
 class StochasticTCESampler(keras.callbacks.Callback):
-    """Stochastic tilted cross-entropy (paper 002, Algorithm 1) for ``model.fit``.
+    """Stochastic tilted cross-entropy for ``model.fit``.
+
+    Szabó, Jamali-Rad and Mannava, "Tilted Cross-Entropy (TCE): Promoting Fairness in
+    Semantic Segmentation", CVPR Workshops (2021), Algorithm 1.
 
     Pair it with ``kse.data.class_sampled_dataset``: the dataset draws a class ``c`` from
     the weights ``w`` held in its ``tf.Variable`` and a minibatch of images containing ``c``
@@ -115,11 +121,19 @@ class StochasticTCESampler(keras.callbacks.Callback):
             holds none).
 
     Example:
-        >>> ds = kse.data.class_sampled_dataset(x, y, num_classes=19, batch_size=8)
-        >>> sampler = kse.callbacks.StochasticTCESampler(1.0, 0.1, ds.sampling_weights)
+        >>> from keras_seg_extras.data import class_sampled_dataset
+        >>> labels = np.zeros((6, 8, 8), "uint8")
+        >>> labels[:3, :4], labels[3:, 4:] = 1, 2
+        >>> ds = class_sampled_dataset(np.zeros((6, 8, 8, 1), "uint8"), labels, num_classes=3,
+        ...                            batch_size=2, seed=0)
+        >>> inputs = keras.Input((8, 8, 1), name="image")   # the dataset's image_key
+        >>> model = keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs))
         >>> model.compile(optimizer="sgd",
         ...               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        >>> model.fit(ds, steps_per_epoch=100, epochs=5, callbacks=[sampler])
+        >>> sampler = StochasticTCESampler(1.0, 0.1, ds.sampling_weights)
+        >>> _ = model.fit(ds, steps_per_epoch=4, epochs=1, verbose=0, callbacks=[sampler])
+        >>> sampler.get_state()["updates"], round(float(sampler.weights().sum()), 6)
+        (4, 1.0)
     """
 
     def __init__(self, t, gamma, sampling_weights, class_names=None, resume_from=None):
@@ -239,7 +253,7 @@ class StochasticTCESampler(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if logs is None or _CLASS_LOG not in logs:
             raise ValueError(
-                f"{type(self).__name__}: the training batch carried no '{CLASS_KEY}' entry; "
+                f"{type(self).__name__}: the training batch carried no '{_CLASS_KEY}' entry; "
                 "train on kse.data.class_sampled_dataset(...) with this callback.")
         class_id = float(logs.pop(_CLASS_LOG))
         batch_loss = float(logs.pop(_LOSS_LOG))
@@ -273,12 +287,12 @@ class StochasticTCESampler(keras.callbacks.Callback):
             import tensorflow as tf
 
             x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-            if not (isinstance(x, dict) and CLASS_KEY in x):
+            if not (isinstance(x, dict) and _CLASS_KEY in x):
                 raise ValueError(
-                    f"{owner}: the training batch carried no '{CLASS_KEY}' entry; train on "
+                    f"{owner}: the training batch carried no '{_CLASS_KEY}' entry; train on "
                     "kse.data.class_sampled_dataset(...) with this callback.")
             x = dict(x)
-            class_ids = x.pop(CLASS_KEY)
+            class_ids = x.pop(_CLASS_KEY)
             if len(x) == 1:
                 x = next(iter(x.values()))
             recorded = []

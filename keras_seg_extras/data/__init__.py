@@ -12,9 +12,12 @@
 Every public name is flat here (``kse.data.decode_siim``); the modules stay importable.
 """
 
-from keras_seg_extras.data.augment import Augmenter, element_seed, siim_preset
-from keras_seg_extras.data.class_sampler import (class_sampled_dataset, index_class_presence,
-                                                 indexed_loader)
+from keras_seg_extras.data.augment import Augmenter, dihedral_copies, element_seed, siim_preset
+from keras_seg_extras.data.cityscapes import cityscapes_files
+from keras_seg_extras.data.class_sampler import (class_pixel_counts, class_sampled_dataset,
+                                                 index_class_presence, indexed_dataset,
+                                                 indexed_loader, majority_class_confusion,
+                                                 resize_and_flip)
 from keras_seg_extras.data.dicom import (CSV_COLUMNS, HEADER_FIELDS, ConversionOptions,
                                          ConversionSummary, convert_dicom_folder, dicom_to_uint8,
                                          find_dicom_files, header_fields, read_dicom,
@@ -22,19 +25,24 @@ from keras_seg_extras.data.dicom import (CSV_COLUMNS, HEADER_FIELDS, ConversionO
 from keras_seg_extras.data.file_check import FileCheckReport, check_files
 from keras_seg_extras.data.image_formats import (BadFile, FileRole, inspect_image_bytes,
                                                  inspect_image_file)
-from keras_seg_extras.data.pipeline import segmentation_dataset
+from keras_seg_extras.data.pipeline import read_images, segmentation_dataset
 from keras_seg_extras.data.rle import (decode_kaggle, decode_rows, decode_siim, encode_kaggle,
                                        encode_siim)
-from keras_seg_extras.data.soft_labels import soft_labels_from_csv, soft_labels_from_votes
+from keras_seg_extras.data.soft_labels import (class_presence_counts, constant_prior_scores,
+                                               none_class_weights, region_soft_labels,
+                                               soft_labels_from_csv, soft_labels_from_votes)
 from keras_seg_extras.data.split import stratified_kfold, stratified_split
 
 __all__ = [
-    "Augmenter", "BadFile", "CSV_COLUMNS", "ConversionOptions", "ConversionSummary",
-    "FileCheckReport", "FileRole", "HEADER_FIELDS", "check_files", "class_sampled_dataset",
-    "convert_dicom_folder", "decode_kaggle", "decode_rows", "decode_siim", "dicom_to_uint8",
-    "element_seed", "encode_kaggle", "encode_siim", "find_dicom_files", "header_fields",
-    "index_class_presence", "indexed_loader", "inspect_image_bytes", "inspect_image_file",
-    "read_dicom", "segmentation_dataset", "siim_preset", "soft_labels_from_csv",
-    "soft_labels_from_votes", "stratified_kfold", "stratified_split", "write_dicom",
-    "write_png",
+    "Augmenter", "BadFile", "check_files", "cityscapes_files", "class_pixel_counts",
+    "class_presence_counts", "class_sampled_dataset", "constant_prior_scores",
+    "ConversionOptions", "ConversionSummary", "convert_dicom_folder", "CSV_COLUMNS",
+    "decode_kaggle", "decode_rows", "decode_siim", "dicom_to_uint8", "dihedral_copies",
+    "element_seed", "encode_kaggle", "encode_siim", "FileCheckReport", "FileRole",
+    "find_dicom_files", "HEADER_FIELDS", "header_fields", "index_class_presence",
+    "indexed_dataset", "indexed_loader", "inspect_image_bytes", "inspect_image_file",
+    "majority_class_confusion", "none_class_weights", "read_dicom", "read_images",
+    "region_soft_labels", "resize_and_flip", "segmentation_dataset", "siim_preset",
+    "soft_labels_from_csv", "soft_labels_from_votes", "stratified_kfold", "stratified_split",
+    "write_dicom", "write_png",
 ]

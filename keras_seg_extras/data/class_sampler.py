@@ -1,4 +1,7 @@
-"""Class-sampled tf.data pipeline for Stochastic TCE (paper 002, Algorithm 1, lines 1, 3 and 4).
+"""Class-sampled tf.data pipeline for Stochastic TCE.
+
+Szabó, Jamali-Rad and Mannava, "Tilted Cross-Entropy (TCE): Promoting Fairness in Semantic
+Segmentation", CVPR Workshops (2021), Algorithm 1, lines 1, 3 and 4.
 
 TensorFlow-only (tf.data). Each minibatch is drawn by first sampling a class ``c`` from a
 categorical distribution whose weights live in a ``tf.Variable``, then ``batch_size`` images
@@ -29,8 +32,8 @@ tf = OptionalModule("tensorflow", "tf")
 _AUTOTUNE = -1  # tf.data.AUTOTUNE, spelled out: a default value must not import TensorFlow
 
 _OWNER = "class_sampled_dataset"
-CLASS_KEY = "tce_class"
-LABEL_ROLE = file_check.FileRole("label", 1, keep_values=True, png_only=True, decoder="png")
+_CLASS_KEY = "tce_class"
+_LABEL_ROLE = file_check.FileRole("label", 1, keep_values=True, png_only=True, decoder="png")
 
 
 def _image_role(image_channels):
@@ -80,7 +83,8 @@ def _decode_label_bytes(data):
         lambda: tf.cast(tf.io.decode_png(data, channels=1, dtype=tf.uint8), tf.int32))
 
 
-def _presence_of(owner, label_map, num_classes, ignore_index, where):
+def _pixel_counts_of(owner, label_map, num_classes, ignore_index, where):
+    """Pixels of each class in one label map; values outside [0, K) other than ignore fail."""
     values, counts = np.unique(np.asarray(label_map), return_counts=True)
     bad = (values < 0) | (values >= num_classes)
     if ignore_index is not None:
@@ -90,10 +94,30 @@ def _presence_of(owner, label_map, num_classes, ignore_index, where):
                          f"outside [0, {num_classes})"
                          + ("" if ignore_index is None else f" and not ignore_index={ignore_index}")
                          + ".")
-    row = np.zeros(num_classes, bool)
+    row = np.zeros(num_classes, "int64")
     good = (values >= 0) & (values < num_classes)
-    row[values[good]] = counts[good] > 0
+    row[values[good]] = counts[good]
     return row
+
+
+def _label_rows(owner, labels, num_classes, ignore_index, check_files):
+    """Per-class pixel counts of each label map (arrays, or PNG files decoded in order)."""
+    if not isinstance(labels, list):
+        return [_pixel_counts_of(owner, labels[n], num_classes, ignore_index, f"image {n}")
+                for n in range(labels.shape[0])]
+    file_check._screen_pairs(owner, [("labels", labels, _LABEL_ROLE)], check_files, "raise",
+                            skippable=False)
+    decoded = iter(tf.data.Dataset.from_tensor_slices(labels).map(
+        _decode_label_file, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+    rows = []
+    for n in range(len(labels)):
+        try:
+            label = next(decoded)
+        except tf.errors.OpError:  # in order: element n failed
+            raise ValueError(file_check._explain_failure(
+                owner, n, [("labels", labels, _LABEL_ROLE)])) from None
+        rows.append(_pixel_counts_of(owner, label.numpy(), num_classes, ignore_index, labels[n]))
+    return rows
 
 
 def index_class_presence(labels, num_classes, ignore_index=None, cache_path=None, *,
@@ -117,6 +141,12 @@ def index_class_presence(labels, num_classes, ignore_index=None, cache_path=None
     Raises:
         ValueError: for label values outside [0, K) that are not ``ignore_index``, naming
             the image; listing every unreadable label file and why.
+
+    Example:
+        >>> labels = np.zeros((3, 4, 4), "uint8")
+        >>> labels[0, :2], labels[2, 0, 0] = 1, 255
+        >>> index_class_presence(labels, num_classes=2, ignore_index=255).tolist()
+        [[True, True], [True, False], [True, False]]
     """
     owner = "index_class_presence"
     num_classes = check_number(owner, "num_classes", num_classes, minimum=1, integer=True)
@@ -127,24 +157,8 @@ def index_class_presence(labels, num_classes, ignore_index=None, cache_path=None
         with np.load(cache_path) as cached:
             if str(cached["fingerprint"]) == fingerprint:
                 return cached["presence"].astype(bool)
-    if isinstance(labels, list):
-        file_check._screen_pairs(owner, [("labels", labels, LABEL_ROLE)], check_files, "raise",
-                                skippable=False)
-        decoded = iter(tf.data.Dataset.from_tensor_slices(labels).map(
-            _decode_label_file, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
-        rows = []
-        for n in range(len(labels)):
-            try:
-                label = next(decoded)
-            except tf.errors.OpError:  # in order: element n failed
-                raise ValueError(file_check._explain_failure(
-                    owner, n, [("labels", labels, LABEL_ROLE)])) from None
-            rows.append(_presence_of(owner, label.numpy(), num_classes, ignore_index,
-                                     labels[n]))
-    else:
-        rows = [_presence_of(owner, labels[n], num_classes, ignore_index, f"image {n}")
-                for n in range(labels.shape[0])]
-    presence = np.stack(rows)
+    rows = _label_rows(owner, labels, num_classes, ignore_index, check_files)
+    presence = np.stack(rows) > 0
     if cache_path is not None:
         folder = os.path.dirname(os.path.abspath(cache_path))
         os.makedirs(folder, exist_ok=True)
@@ -154,6 +168,77 @@ def index_class_presence(labels, num_classes, ignore_index=None, cache_path=None
     return presence
 
 
+def class_pixel_counts(labels, num_classes, ignore_index=None, *, check_files="structure"):
+    """Pixels of each class over all label maps (``ignore_index`` pixels not counted).
+
+    ``counts[c] = sum_n #{pixels of map n with label c}``; divided by their sum they are the
+    pixel frequencies behind inverse-frequency class weights (e.g. the focal-loss baseline
+    of Szabo, Jamali-Rad and Mannava, "Tilted Cross-Entropy (TCE): Promoting Fairness in
+    Semantic Segmentation", CVPR Workshops 2021, table 3), and their argmax is the majority
+    class of a constant baseline. Same inputs and checks as :func:`index_class_presence`.
+
+    Args:
+        labels: integer label maps (N, H, W[, 1]) or a list of label PNG paths.
+        num_classes: number of classes K.
+        ignore_index: label value that marks no class (e.g. 255), or None.
+        check_files: how label files are checked before decoding (``"structure"``,
+            ``"decode"`` or ``"off"``).
+
+    Returns:
+        int64 (K,).
+
+    Raises:
+        ValueError: for label values outside [0, K) that are not ``ignore_index``, naming
+            the image; listing every unreadable label file and why.
+
+    Example:
+        >>> labels = np.array([[[0, 1], [1, 255]], [[2, 2], [2, 1]]])
+        >>> class_pixel_counts(labels, num_classes=3, ignore_index=255)
+        array([1, 3, 3])
+    """
+    owner = "class_pixel_counts"
+    num_classes = check_number(owner, "num_classes", num_classes, minimum=1, integer=True)
+    ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
+    labels = _as_source(owner, "labels", labels)
+    return np.sum(_label_rows(owner, labels, num_classes, ignore_index, check_files), axis=0)
+
+
+def majority_class_confusion(train_counts, truth_counts):
+    """Confusion matrix of the constant model that predicts the most frequent training class.
+
+    Every counted pixel is predicted as ``m = argmax(train_counts)``, so row ``c`` (truth)
+    holds ``truth_counts[c]`` in column ``m`` and zeros elsewhere: its mIoU is the floor any
+    trained segmentation model must clear (``kse.metrics.fairness_report`` and
+    ``kse.metrics.class_iou_from_confusion`` read it like any other matrix).
+
+    Args:
+        train_counts: (K,) training pixels per class (:func:`class_pixel_counts`).
+        truth_counts: (K,) pixels per class of the labels being scored.
+
+    Returns:
+        int64 (K, K), rows truth, columns prediction.
+
+    Example:
+        >>> majority_class_confusion([5, 9, 1], [2, 3, 4])
+        array([[0, 2, 0],
+               [0, 3, 0],
+               [0, 4, 0]])
+    """
+    owner = "majority_class_confusion"
+    train, truth = np.asarray(train_counts), np.asarray(truth_counts)
+    for argument, counts in (("train_counts", train), ("truth_counts", truth)):
+        if (counts.ndim != 1 or not counts.size or not np.issubdtype(counts.dtype, np.integer)
+                or counts.min() < 0):
+            fail(owner, argument, counts.tolist() if counts.ndim == 1 else f"shape {counts.shape}",
+                 "must be a non-empty vector of pixel counts >= 0")
+    if train.shape != truth.shape:
+        fail(owner, "truth_counts", f"{truth.size} classes",
+             f"must match the {train.size} classes of train_counts")
+    matrix = np.zeros((train.size, train.size), "int64")
+    matrix[:, int(np.argmax(train))] = truth
+    return matrix
+
+
 def indexed_loader(images, labels, augment=None, image_channels=None):
     """A function ``index -> (image float32 (H, W, C) in [0, 1], label int32 (H, W, 1))``.
 
@@ -161,6 +246,21 @@ def indexed_loader(images, labels, augment=None, image_channels=None):
     (the benchmark uses it for its shuffled baseline). uint8 images are divided by 255;
     float images pass unchanged. ``augment(image, label)`` must be TensorFlow ops returning
     the pair; it runs inside ``Dataset.map`` in parallel.
+
+    Args:
+        images: uint8 or float arrays (N, H, W[, C]), or a list of image file paths.
+        labels: integer label maps (N, H, W[, 1]), or a list of label PNG paths.
+        augment: optional TensorFlow function ``(image, label) -> (image, label)``.
+        image_channels: channels to decode image files to (None: as stored).
+
+    Returns:
+        A TensorFlow function of a scalar int64 index.
+
+    Example:
+        >>> load = indexed_loader(np.full((2, 4, 4, 1), 255, "uint8"), np.ones((2, 4, 4), "uint8"))
+        >>> image, label = load(1)
+        >>> tuple(image.shape), float(image[0, 0, 0]), label.dtype.name
+        ((4, 4, 1), 1.0, 'int32')
     """
     owner = "indexed_loader"
     images = _as_source(owner, "images", images)
@@ -178,6 +278,95 @@ def indexed_loader(images, labels, augment=None, image_channels=None):
         return image, label
 
     return load
+
+
+def resize_and_flip(size, flip=True):
+    """An ``augment(image, label)`` for :func:`indexed_loader`: resize, then a random mirror.
+
+    The image is resized bilinearly and the label by nearest neighbour (label ids stay
+    ids) to ``size = (height, width)``; with ``flip`` both are mirrored left-right together
+    with probability 1/2. Static output shapes, as ``fit`` and XLA want them. TensorFlow ops
+    (it runs inside ``Dataset.map``).
+
+    Args:
+        size: ``(height, width)`` of the outputs.
+        flip: apply the random horizontal mirror (training) or not (evaluation).
+
+    Returns:
+        A function ``(image (H, W, C), label (H, W, 1)) -> (image (h, w, C), label (h, w, 1))``.
+
+    Example:
+        >>> augment = resize_and_flip((4, 6), flip=False)
+        >>> image, label = augment(tf.zeros((8, 12, 3)), tf.ones((8, 12, 1), tf.int32))
+        >>> image.shape, label.shape, int(tf.reduce_min(label))
+        (TensorShape([4, 6, 3]), TensorShape([4, 6, 1]), 1)
+    """
+    owner = "resize_and_flip"
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1
+                   for v in size)):
+        fail(owner, "size", size, "must be (height, width), two positive integers")
+    height, width = int(size[0]), int(size[1])
+    if not isinstance(flip, bool):
+        fail(owner, "flip", flip, "must be True or False")
+
+    def augment(image, label):
+        image = tf.image.resize(image, (height, width), method="bilinear")
+        label = tf.image.resize(label, (height, width), method="nearest")
+        if flip:
+            mirror = tf.random.uniform([]) < 0.5
+            image = tf.cond(mirror, lambda: tf.image.flip_left_right(image), lambda: image)
+            label = tf.cond(mirror, lambda: tf.image.flip_left_right(label), lambda: label)
+        return (tf.ensure_shape(image, (height, width, None)),
+                tf.ensure_shape(label, (height, width, 1)))
+
+    return augment
+
+
+def indexed_dataset(images, labels, batch_size, *, augment=None, shuffle=True, repeat=True,
+                    seed=None, image_channels=None, num_parallel_calls=_AUTOTUNE):
+    """The plain counterpart of :func:`class_sampled_dataset`: every image, shuffled, batched.
+
+    Indices ``0..N-1`` are shuffled (anew each pass, seeded) when ``shuffle``, repeated
+    forever when ``repeat`` (then batches are full: the remainder is dropped), loaded and
+    augmented in parallel by :func:`indexed_loader`, batched and prefetched. The baseline
+    the class sampler is compared to, and the evaluation pipeline of the same data
+    (``shuffle=False, repeat=False``: every image once, in order, last batch kept).
+
+    Args:
+        images, labels: as for :func:`indexed_loader` (arrays or file paths).
+        batch_size: images per batch.
+        augment: optional ``augment(image, label)`` TensorFlow function (e.g.
+            :func:`resize_and_flip`).
+        shuffle: shuffle the order each pass.
+        repeat: repeat forever (for ``fit(..., steps_per_epoch=...)``).
+        seed: shuffle seed (None: unseeded).
+        image_channels: channels to decode image files to (None: as stored).
+        num_parallel_calls: parallelism of the load map.
+
+    Returns:
+        ``tf.data.Dataset`` of ``(image float32 (B, H, W, C), label int32 (B, H, W, 1))``.
+
+    Example:
+        >>> x, y = np.zeros((5, 4, 4, 1), "uint8"), np.ones((5, 4, 4), "uint8")
+        >>> batches = indexed_dataset(x, y, 2, shuffle=False, repeat=False)
+        >>> [tuple(label.shape) for _, label in batches]
+        [(2, 4, 4, 1), (2, 4, 4, 1), (1, 4, 4, 1)]
+    """
+    owner = "indexed_dataset"
+    batch_size = check_number(owner, "batch_size", batch_size, minimum=1, integer=True)
+    for argument, value in (("shuffle", shuffle), ("repeat", repeat)):
+        if not isinstance(value, bool):
+            fail(owner, argument, value, "must be True or False")
+    load = indexed_loader(images, labels, augment=augment, image_channels=image_channels)
+    count = len(_as_source(owner, "images", images))
+    indices = tf.data.Dataset.range(count)
+    if shuffle:
+        indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        indices = indices.repeat()
+    return (indices.map(load, num_parallel_calls=num_parallel_calls)
+            .batch(batch_size, drop_remainder=repeat).prefetch(tf.data.AUTOTUNE))
 
 
 def _decoder(owner, images, labels, image_channels):
@@ -221,7 +410,10 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
                           cache_path=None, seed=None, image_key="image",
                           num_parallel_calls=_AUTOTUNE, prefetch=_AUTOTUNE,
                           check_files="structure", on_bad_file="raise", progress=None):
-    """An endless tf.data pipeline of class-sampled minibatches (paper 002, Algorithm 1).
+    """An endless tf.data pipeline of class-sampled minibatches.
+
+    Szabó, Jamali-Rad and Mannava, "Tilted Cross-Entropy (TCE): Promoting Fairness in
+    Semantic Segmentation", CVPR Workshops (2021), Algorithm 1, lines 1, 3 and 4.
 
     Per batch: ``c ~ Categorical(weights)`` over the classes that occur in at least one image
     (a class without images is never drawn, whatever its weight; if every positive weight
@@ -271,18 +463,23 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
         that breaks after the check stops iteration with an error naming it.
 
     Example:
-        >>> ds = class_sampled_dataset(x_train, y_train, num_classes=19, batch_size=8,
-        ...                            ignore_index=255, seed=0)
-        >>> sampler = kse.callbacks.StochasticTCESampler(ds.sampling_weights, t=1.0, gamma=0.1)
-        >>> model.fit(ds, steps_per_epoch=500, epochs=10, callbacks=[sampler])
+        >>> labels = np.zeros((6, 8, 8), "uint8")
+        >>> labels[:3, :4], labels[3:, 4:] = 1, 2
+        >>> ds = class_sampled_dataset(np.zeros((6, 8, 8, 1), "uint8"), labels, num_classes=3,
+        ...                            batch_size=2, seed=0)
+        >>> inputs, label = next(iter(ds))
+        >>> sorted(inputs), tuple(inputs["image"].shape), tuple(label.shape)
+        (['image', 'tce_class'], (2, 8, 8, 1), (2, 8, 8, 1))
+        >>> ds.sampling_weights.numpy().round(4).tolist()   # steered by StochasticTCESampler
+        [0.3333, 0.3333, 0.3333]
     """
     num_classes = check_number(_OWNER, "num_classes", num_classes, minimum=1, integer=True)
     batch_size = check_number(_OWNER, "batch_size", batch_size, minimum=1, integer=True)
     ignore_index = check_optional_int(_OWNER, "ignore_index", ignore_index)
     if seed is not None:
         seed = check_number(_OWNER, "seed", seed, integer=True)
-    if not isinstance(image_key, str) or not image_key or image_key == CLASS_KEY:
-        fail(_OWNER, "image_key", image_key, f"must be a non-empty string other than {CLASS_KEY!r}")
+    if not isinstance(image_key, str) or not image_key or image_key == _CLASS_KEY:
+        fail(_OWNER, "image_key", image_key, f"must be a non-empty string other than {_CLASS_KEY!r}")
     images = _as_source(_OWNER, "images", images)
     labels = _as_source(_OWNER, "labels", labels)
     if len(images) != len(labels):
@@ -295,7 +492,7 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
 
     sources = [("images", images if isinstance(images, list) else None,
                 _image_role(image_channels)),
-               ("labels", labels if isinstance(labels, list) else None, LABEL_ROLE)]
+               ("labels", labels if isinstance(labels, list) else None, _LABEL_ROLE)]
     report = None
     if sources[0][1] is not None or sources[1][1] is not None:
         keep, report = file_check._screen_pairs(_OWNER, sources, check_files, on_bad_file,
@@ -342,7 +539,7 @@ def class_sampled_dataset(images, labels, num_classes, batch_size, *, weights=No
 
     def with_class(pair, c):
         image, label = pair if augment is None else augment(*pair)
-        return {image_key: image, CLASS_KEY: c}, label
+        return {image_key: image, _CLASS_KEY: c}, label
 
     # Each draw gets its own stateless seed pair from a random stream (deterministic under
     # `seed`, a new sequence for each new iterator), so draws can run in parallel and in

@@ -105,9 +105,10 @@ def segmentation_dataset(images, masks, batch_size, image_size, augment=None, sh
             the check, to another size) stops the epoch with an error naming it.
 
     Example:
-        >>> ds = segmentation_dataset(x, y, batch_size=8, image_size=256,
-        ...                           augment=kse.data.augment.siim_preset(256), seed=1)
-        >>> model.fit(ds, epochs=10)
+        >>> x, y = np.zeros((5, 16, 16, 3), "uint8"), np.zeros((5, 16, 16), "uint8")
+        >>> ds = segmentation_dataset(x, y, batch_size=2, image_size=8, seed=1)  # augment=...
+        >>> [tuple(mask.shape) for _, mask in ds]
+        [(2, 8, 8, 1), (2, 8, 8, 1), (1, 8, 8, 1)]
     """
     batch_size = check_number(_OWNER, "batch_size", batch_size, minimum=1, integer=True)
     size = check_number(_OWNER, "image_size", image_size, minimum=1, integer=True)
@@ -224,3 +225,48 @@ def segmentation_dataset(images, masks, batch_size, image_size, augment=None, sh
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
     dataset.file_report = report
     return dataset
+
+
+def read_images(paths, image_size, root=None):
+    """Read image files into one uint8 RGB array, each resized to ``image_size`` squared.
+
+    For data sets small enough to hold in memory as arrays (a classification CSV's images,
+    a demo): OpenCV decodes each file (PNG, JPEG, BMP...), converts BGR to RGB and resizes
+    with area interpolation (the downscaling that does not alias).
+
+    Args:
+        paths: image file paths; relative ones are read under ``root``.
+        image_size: side of the square outputs (>= 1).
+        root: folder of the relative paths (None: the working directory).
+
+    Returns:
+        uint8 (N, image_size, image_size, 3).
+
+    Raises:
+        ValueError: naming the first file that is missing or cannot be decoded.
+
+    Example:
+        >>> import os, tempfile, cv2
+        >>> root = tempfile.mkdtemp()
+        >>> red = np.full((8, 6, 3), (0, 0, 255), np.uint8)   # OpenCV writes BGR
+        >>> _ = cv2.imwrite(os.path.join(root, "red.png"), red)
+        >>> pixels = read_images(["red.png"], 4, root=root)
+        >>> pixels.shape, pixels[0, 0, 0].tolist()
+        ((1, 4, 4, 3), [255, 0, 0])
+    """
+    import cv2
+
+    owner = "read_images"
+    size = check_number(owner, "image_size", image_size, minimum=1, integer=True)
+    if isinstance(paths, (str, bytes, os.PathLike)) or not len(paths):
+        fail(owner, "paths", paths, "must be a non-empty sequence of file paths")
+    pixels = []
+    for path in paths:
+        path = _path(path)
+        full = path if root is None or os.path.isabs(path) else os.path.join(_path(root), path)
+        array = cv2.imread(full, cv2.IMREAD_COLOR)
+        if array is None:
+            fail(owner, "paths", full, "must name readable image files")
+        array = cv2.resize(array, (size, size), interpolation=cv2.INTER_AREA)
+        pixels.append(cv2.cvtColor(array, cv2.COLOR_BGR2RGB))
+    return np.stack(pixels)

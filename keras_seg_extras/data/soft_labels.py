@@ -1,9 +1,17 @@
-"""Soft multi-label targets from several annotators' votes (paper 000, section 2.1).
+"""Soft multi-label targets and the class statistics multi-label training needs.
 
-Each annotator picks classes for an image; per image the picks are counted and the count
-vector is divided by its largest count, so the class most annotators agree on gets 1 and a
-class picked by one annotator in four gets 0.25 (paper 000, Fig. 1: [flood ×4, smoke ×1,
-none ×1] -> flood 1.0, smoke 0.25, none 0.25).
+Okazaki, Kong, Klinkigt and Yoshinaga, "Hitachi at TRECVID DSDI 2020", TRECVID 2020 notebook
+paper (2020), section 2.1: each annotator picks classes for an image; per image the picks
+are counted and the count vector is divided by its largest count, so the class most
+annotators agree on gets 1 and a class picked by one annotator in four gets 0.25 (its
+Fig. 1: [flood x4, smoke x1, none x1] -> flood 1.0, smoke 0.25, none 0.25).
+:func:`region_soft_labels` builds the same kind of graded target from segmentation maps
+(a region's area in an image over its largest area in any image).
+
+The statistics around them: :func:`class_presence_counts` (the per-class counts that
+class-balanced losses take), :func:`none_class_weights` (the paper's down-weighted
+"none" classes, its runs C08/C09) and :func:`constant_prior_scores` (the best constant
+predictor, the baseline a ranking model must beat).
 """
 
 import csv
@@ -33,7 +41,10 @@ def _counts_from_ids(votes, num_classes, owner):
 
 
 def soft_labels_from_votes(votes, num_classes, allow_empty=False):
-    """Turn annotators' votes into soft multi-label targets (paper 000, section 2.1).
+    """Turn annotators' votes into soft multi-label targets.
+
+    Okazaki, Kong, Klinkigt and Yoshinaga, "Hitachi at TRECVID DSDI 2020" (2020),
+    section 2.1 and Fig. 1.
 
     ``soft[n, c] = count[n, c] / max_c' count[n, c']``.
 
@@ -88,6 +99,9 @@ def soft_labels_from_csv(path, class_names=None, image_column="image", label_col
                          allow_empty=False, delimiter=","):
     """Read a CSV of (image, annotator label) rows and build soft labels per image.
 
+    The vote files of the LADI data set, as read by Okazaki, Kong, Klinkigt and Yoshinaga,
+    "Hitachi at TRECVID DSDI 2020" (2020), section 2.1.
+
     One row per vote; the rows of one image are grouped (in order of first appearance) and
     turned into one soft vector by ``soft_labels_from_votes``. A row with an empty label
     cell records an image that an annotator saw without picking a class: an image whose
@@ -108,7 +122,17 @@ def soft_labels_from_csv(path, class_names=None, image_column="image", label_col
         list of the C class names (strings; for integer ids, ``str(id)``).
 
     Example:
-        >>> images, y, names = soft_labels_from_csv("responses.csv", image_column="url")
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "votes.csv")
+        >>> with open(path, "w") as handle:
+        ...     _ = handle.write("url,label\\na.jpg,flood\\na.jpg,flood\\n"
+        ...                      "a.jpg,smoke\\nb.jpg,smoke\\n")
+        >>> images, y, names = soft_labels_from_csv(path, image_column="url")
+        >>> images, names
+        (['a.jpg', 'b.jpg'], ['flood', 'smoke'])
+        >>> y
+        array([[1. , 0.5],
+               [0. , 1. ]], dtype=float32)
     """
     owner = "soft_labels_from_csv"
     if not os.path.isfile(path):
@@ -154,3 +178,146 @@ def soft_labels_from_csv(path, class_names=None, image_column="image", label_col
         raise ValueError(f"{owner}: images without votes in {path}: {empty}; "
                          "pass allow_empty=True to keep them as zero rows.") from error
     return list(order), soft, names
+
+
+def region_soft_labels(region_maps, num_regions):
+    """Soft labels per image from integer region maps: a region's area over its largest area.
+
+    ``soft[n, r - 1] = area(region r in image n) / max_m area(region r in image m)``, so each
+    region gets 1 in the image where it is largest, a fraction where it shows partly, and 0
+    where it is absent (0 everywhere for a region absent from every image). Label 0 is the
+    background and gets no column. The graded target of annotator agreement (Okazaki, Kong,
+    Klinkigt and Yoshinaga, "Hitachi at TRECVID DSDI 2020", 2020, section 2.1) built from
+    segmentations, e.g. the atlas regions visible in each slice of a brain MRI. Pass every
+    split at once so that they share one scale.
+
+    Args:
+        region_maps: integer array (N, H, W) or (N, H, W, 1) with labels in [0, num_regions].
+        num_regions: number of regions R (labels 1..R).
+
+    Returns:
+        float32 (N, R).
+
+    Example:
+        >>> maps = np.array([[[1, 1], [0, 2]], [[1, 0], [0, 0]]])
+        >>> region_soft_labels(maps, num_regions=3)
+        array([[1. , 1. , 0. ],
+               [0.5, 0. , 0. ]], dtype=float32)
+    """
+    owner = "region_soft_labels"
+    num_regions = check_number(owner, "num_regions", num_regions, minimum=1, integer=True)
+    maps = np.asarray(region_maps)
+    if maps.ndim == 4 and maps.shape[-1] == 1:
+        maps = maps[..., 0]
+    if maps.ndim != 3:
+        fail(owner, "region_maps", f"shape {maps.shape}", "must be (N, H, W) or (N, H, W, 1)")
+    if not np.issubdtype(maps.dtype, np.integer):
+        fail(owner, "region_maps", maps.dtype, "must hold integer region labels")
+    flat = maps.reshape(maps.shape[0], -1).astype("int64")
+    if flat.size and (flat.min() < 0 or flat.max() > num_regions):
+        fail(owner, "region_maps", f"values in [{flat.min()}, {flat.max()}]",
+             f"must hold labels in [0, {num_regions}]")
+    areas = np.stack([np.bincount(row, minlength=num_regions + 1) for row in flat])[:, 1:]
+    largest = areas.max(axis=0, initial=0)
+    return (areas / np.maximum(largest, 1)).astype("float32")
+
+
+def _soft_matrix(owner, argument, labels):
+    labels = np.asarray(labels, dtype="float64")
+    if labels.ndim != 2 or not labels.shape[0]:
+        fail(owner, argument, f"shape {labels.shape}", "must be a non-empty (N, C) matrix")
+    if not np.all(np.isfinite(labels)) or labels.min() < 0 or labels.max() > 1:
+        fail(owner, argument, f"values in [{labels.min()}, {labels.max()}]",
+             "must hold finite soft labels in [0, 1]")
+    return labels
+
+
+def class_presence_counts(soft_labels, minimum=1):
+    """Images in which each class is present (soft label > 0), at least ``minimum``.
+
+    The per-class sample counts ``n_c`` that the class-balanced weighting
+    ``(1 - beta) / (1 - beta ** n_c)`` takes (Cui, Jia, Lin, Song and Belongie,
+    "Class-Balanced Loss Based on Effective Number of Samples", CVPR 2019, eq. 3 and 4);
+    ``minimum=1`` keeps a class absent from the training set usable (its weight is then
+    the largest, not a division by zero).
+
+    Args:
+        soft_labels: (N, C) targets in [0, 1].
+        minimum: floor of every count (>= 0).
+
+    Returns:
+        int64 (C,).
+
+    Example:
+        >>> class_presence_counts([[1.0, 0.25, 0.0], [0.0, 1.0, 0.0]])
+        array([1, 2, 1])
+    """
+    owner = "class_presence_counts"
+    minimum = check_number(owner, "minimum", minimum, minimum=0, integer=True)
+    labels = _soft_matrix(owner, "soft_labels", soft_labels)
+    return np.maximum((labels > 0).sum(axis=0), minimum).astype("int64")
+
+
+def none_class_weights(class_names, none_classes, multiplier):
+    """Per-class loss weights: ``multiplier`` on the named "none" classes, 1 elsewhere.
+
+    Okazaki, Kong, Klinkigt and Yoshinaga, "Hitachi at TRECVID DSDI 2020" (2020), runs
+    C08/C09: the classes that say "nothing of this category here" (``damage: none``...) are
+    frequent and uninformative, so their loss terms are multiplied by 0.1 or 0.01. The
+    result goes to a loss's ``class_weights``.
+
+    Args:
+        class_names: the C class names, in output order.
+        none_classes: names (or integer indices, also as digit strings) of the none classes;
+            empty for no weighting.
+        multiplier: the factor on their terms (>= 0).
+
+    Returns:
+        A list of C floats, or None when ``none_classes`` is empty.
+
+    Example:
+        >>> none_class_weights(["flood", "none", "smoke"], ["none"], 0.1)
+        [1.0, 0.1, 1.0]
+    """
+    owner = "none_class_weights"
+    multiplier = check_number(owner, "multiplier", multiplier, minimum=0)
+    if not none_classes:
+        return None
+    names = [str(name) for name in class_names]
+    weights = [1.0] * len(names)
+    for entry in none_classes:
+        if str(entry) in names:
+            weights[names.index(str(entry))] = float(multiplier)
+        elif str(entry).isdigit() and int(entry) < len(names):
+            weights[int(entry)] = float(multiplier)
+        else:
+            fail(owner, "none_classes", entry,
+                 f"must hold class names or indices below {len(names)}")
+    return weights
+
+
+def constant_prior_scores(train_labels, num_samples):
+    """Scores of the best constant predictor: every sample gets the training labels' mean.
+
+    Ranking the classes by their mean training label is the best a model that ignores its
+    input can do for label ranking, so these scores are the baseline (LRAP, mAP) a
+    multi-label model must beat; their log-odds also make a good initial bias of the logits
+    (Lin, Goyal, Girshick, He and Dollar, "Focal Loss for Dense Object Detection", ICCV 2017,
+    section 4.1, prior initialisation).
+
+    Args:
+        train_labels: (N, C) training targets in [0, 1].
+        num_samples: number of rows to return (e.g. the validation size).
+
+    Returns:
+        float32 (num_samples, C).
+
+    Example:
+        >>> constant_prior_scores([[1.0, 0.0], [0.5, 1.0]], num_samples=2)
+        array([[0.75, 0.5 ],
+               [0.75, 0.5 ]], dtype=float32)
+    """
+    owner = "constant_prior_scores"
+    num_samples = check_number(owner, "num_samples", num_samples, minimum=1, integer=True)
+    prior = _soft_matrix(owner, "train_labels", train_labels).mean(axis=0)
+    return np.tile(prior, (num_samples, 1)).astype("float32")

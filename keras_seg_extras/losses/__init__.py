@@ -23,16 +23,41 @@ from keras_seg_extras.losses.focal import (
     reduced_focal_loss,
     soft_focal_loss,
 )
-from keras_seg_extras.losses.wrappers import DropWorst
-from keras_seg_extras.losses.local_adaptive import LocallyAdaptiveLoss, locally_adaptive_loss
-from keras_seg_extras.losses.tilted import TiltedCrossEntropy, tilted_cross_entropy
+from keras_seg_extras.losses.wrappers import DropWorst  # noqa: F401
+from keras_seg_extras.losses.local_adaptive import (  # noqa: F401
+    LocallyAdaptiveLoss,
+    chessboard_weights,
+    locally_adaptive_loss,
+)
+from keras_seg_extras.losses.tilted import TiltedCrossEntropy, tilted_cross_entropy  # noqa: F401
 
 __all__ = [
-    "AuxiliaryClassLoss", "BCEDiceLoss", "ClassBalancedFocalLoss", "CombinedLoss", "DiceLoss",
-    "DropWorst", "JaccardLoss", "LocallyAdaptiveLoss", "LovaszHingeLoss", "LovaszSoftmaxLoss",
-    "ReducedFocalLoss", "SoftFocalLoss", "SymmetricLovaszLoss", "TiltedCrossEntropy",
-    "auxiliary_class_labels", "bce_dice_loss", "class_balanced_focal_loss",
-    "class_balanced_weights", "dice_loss", "jaccard_loss", "locally_adaptive_loss",
-    "lovasz_hinge", "lovasz_softmax", "reduced_focal_loss", "soft_focal_loss",
-    "symmetric_lovasz", "tilted_cross_entropy",
+    "AuxiliaryClassLoss",
+    "BCEDiceLoss",
+    "ClassBalancedFocalLoss",
+    "CombinedLoss",
+    "DiceLoss",
+    "DropWorst",
+    "JaccardLoss",
+    "LocallyAdaptiveLoss",
+    "LovaszHingeLoss",
+    "LovaszSoftmaxLoss",
+    "ReducedFocalLoss",
+    "SoftFocalLoss",
+    "SymmetricLovaszLoss",
+    "TiltedCrossEntropy",
+    "auxiliary_class_labels",
+    "bce_dice_loss",
+    "chessboard_weights",
+    "class_balanced_focal_loss",
+    "class_balanced_weights",
+    "dice_loss",
+    "jaccard_loss",
+    "locally_adaptive_loss",
+    "lovasz_hinge",
+    "lovasz_softmax",
+    "reduced_focal_loss",
+    "soft_focal_loss",
+    "symmetric_lovasz",
+    "tilted_cross_entropy",
 ]

@@ -36,7 +36,7 @@ def _index_list(owner, argument, value, start=0):
     return indices
 
 
-def resolve_class_indices(owner, target_classes, auxiliary_classes):
+def _resolve_class_indices(owner, target_classes, auxiliary_classes):
     """Validate and expand the two index sets.
 
     ``target_classes`` as an int C means ``[0, C)``; ``auxiliary_classes`` as an int K means
@@ -83,7 +83,7 @@ def auxiliary_class_labels(y_true, y_pred, target_classes, auxiliary_classes, se
         # label, the target prediction 0 is replaced by a random auxiliary index.
     """
     owner = "auxiliary_class_labels"
-    targets, auxiliary = resolve_class_indices(owner, target_classes, auxiliary_classes)
+    targets, auxiliary = _resolve_class_indices(owner, target_classes, auxiliary_classes)
     return _relabel(owner, y_true, y_pred, targets, auxiliary, seed)
 
 
@@ -170,7 +170,7 @@ class AuxiliaryClassLoss(keras.losses.Loss):
         if seed is not None:
             seed = check_number(owner, "seed", seed, minimum=0, integer=True)
         self.base_loss = base_loss
-        self.target_classes, self.auxiliary_classes = resolve_class_indices(
+        self.target_classes, self.auxiliary_classes = _resolve_class_indices(
             owner, target_classes, auxiliary_classes)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed, name="auxiliary_class_seed")

@@ -6,9 +6,9 @@ Paper 003 (section 4.1.6) trains most stages with binary cross-entropy plus Dice
 import keras
 from keras import ops
 
-from keras_seg_extras._common import (call_member, check_flag, check_number, check_vector, fail,
-                                      register, scale_for_distribution)
-from keras_seg_extras.losses.overlap import _overlap_loss, _pixel_weights
+from keras_seg_extras._common import (call_member, check_choice, check_flag, check_number, check_vector, epsilon,
+                                      fail, pixel_weights, register, scale_for_distribution)
+from keras_seg_extras.losses._soft_overlap import soft_overlap_loss
 
 
 def _resolve_member(owner, index, member):
@@ -46,9 +46,11 @@ class CombinedLoss(keras.losses.Loss):
         ...                      LovaszHingeLoss()], weights=[1.0, 0.5])
     """
 
-    def __init__(self, losses, weights=None, name="combined_loss", dtype=None):
-        super().__init__(name=name, dtype=dtype)
+    def __init__(self, losses, weights=None, name="combined_loss", dtype=None,
+                 reduction="sum_over_batch_size"):
         owner = type(self).__name__
+        check_choice(owner, "reduction", reduction, ("sum_over_batch_size",))
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
         if isinstance(losses, (str, dict, keras.losses.Loss)) or not hasattr(losses, "__len__"):
             fail(owner, "losses", losses, "must be a list of losses")
         if len(losses) == 0:
@@ -72,11 +74,10 @@ class CombinedLoss(keras.losses.Loss):
         return self(y_true, y_pred)
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "losses": [keras.saving.serialize_keras_object(member) for member in self.losses],
-            "weights": list(self.weights),
-        }
+        config = super().get_config()
+        config.update(losses=[keras.saving.serialize_keras_object(member)
+                              for member in self.losses], weights=list(self.weights))
+        return config
 
     @classmethod
     def from_config(cls, config):
@@ -91,8 +92,7 @@ def _binary_cross_entropy(targets, y_pred, from_logits):
     if from_logits:
         # -[y log s(x) + (1 - y) log(1 - s(x))] = max(x, 0) - x y + log(1 + exp(-|x|))
         return ops.relu(y_pred) - y_pred * targets + ops.log1p(ops.exp(-ops.abs(y_pred)))
-    epsilon = keras.backend.epsilon()
-    p = ops.clip(y_pred, epsilon, 1.0 - epsilon)
+    p = ops.clip(y_pred, epsilon(), 1.0 - epsilon())
     return -(targets * ops.log(p) + (1.0 - targets) * ops.log(1.0 - p))
 
 
@@ -141,14 +141,14 @@ def _bce_dice(owner, y_true, y_pred, bce_weight, dice_weight, from_logits, smoot
               sample_weight=None):
     bce_weight, dice_weight, from_logits, smooth = _check_bce_dice_arguments(
         owner, bce_weight, dice_weight, from_logits, smooth)
-    dice = _overlap_loss(owner, "dice", y_true, y_pred, "multilabel", from_logits, smooth,
+    dice = soft_overlap_loss(owner, "dice", y_true, y_pred, "multilabel", from_logits, smooth,
                          False, None, sample_weight)
     y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
     targets = ops.cast(ops.convert_to_tensor(y_true), "float32")
     if len(targets.shape) == 3:
         targets = ops.expand_dims(targets, -1)
     pixel_bce = _binary_cross_entropy(targets, y_pred, from_logits)
-    weights = _pixel_weights(owner, sample_weight, False)
+    weights = pixel_weights(owner, sample_weight, False)
     if weights is not None:
         pixel_bce = pixel_bce * weights
     bce = ops.mean(pixel_bce, axis=(1, 2, 3))

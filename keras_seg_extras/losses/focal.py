@@ -16,7 +16,7 @@ Numerics. Everything is computed in float32 whatever the input dtype. With
 values and gradients; these are the only targets for which p̂ can reach 0. For 0 < y < 1,
 p̂ >= min(y, 1 - y) > 0, and p̂ is formed from σ(z) or σ(-z), whichever keeps precision, before
 the logarithm. With probabilities (``from_logits=False``) p is clipped to
-[ε, 1 - ε] (``keras.config.epsilon()``), as Keras's binary cross-entropy does, which keeps
+[ε, 1 - ε] (ε = ``_common.epsilon()``, Keras's epsilon), as Keras's binary cross-entropy does, which keeps
 p̂ >= ε for every target in [0, 1].
 
 Sample weights. The loss classes give one value per sample (or per pixel, for (B, H, W, C)
@@ -33,15 +33,19 @@ from keras import ops
 from keras_seg_extras._common import (
     as_float32,
     check_binary_values,
+    check_flag,
     check_same_shape,
     check_number,
+    epsilon,
     check_vector,
     fail,
     per_sample_weight,
     register,
 )
 
-# Smallest base used in (1 - p̂)^γ: keeps d/dx x^γ finite at x = 0 for 0 < γ < 1.
+# Smallest base used in (1 - p̂)^γ: keeps d/dx x^γ finite at x = 0 for 0 < γ < 1. Not
+# ``_common.epsilon()``: it must lie far below every value 1 - p̂ takes (p̂ < 1 - 1e-7 is
+# common), so that it changes no loss value, only the 0^γ corner of the gradient.
 _TINY = 1e-30
 
 
@@ -69,7 +73,7 @@ def _class_weight_vector(owner, class_weights, num_classes):
     return ops.convert_to_tensor(np.asarray(class_weights, dtype="float32"))
 
 
-def soft_focal_terms(y_true, y_pred, from_logits=False):
+def _soft_focal_terms(y_true, y_pred, from_logits=False):
     """``(log p̂, 1 - p̂)`` per element for soft targets, computed stably in float32.
 
     Args:
@@ -89,8 +93,7 @@ def soft_focal_terms(y_true, y_pred, from_logits=False):
         log_p = ops.log_sigmoid(x)
         log_q = ops.log_sigmoid(-x)
     else:
-        eps = keras.config.epsilon()
-        p = ops.clip(x, eps, 1.0 - eps)
+        p = ops.clip(x, epsilon(), 1.0 - epsilon())
         q = 1.0 - p
         log_p = ops.log(p)
         log_q = ops.log(q)
@@ -176,7 +179,7 @@ def _soft_focal(owner, y_true, y_pred, gamma, from_logits, class_weights):
     """``soft_focal_loss`` with errors (eager and in-graph) naming ``owner``."""
     gamma = _check_gamma(owner, gamma)
     y_true, y_pred = _prepare(owner, y_true, y_pred)
-    log_p_hat, one_minus = soft_focal_terms(y_true, y_pred, from_logits)
+    log_p_hat, one_minus = _soft_focal_terms(y_true, y_pred, from_logits)
     terms = -_focal_factor(one_minus, gamma) * log_p_hat
     return _sum_classes(owner, terms, class_weights)
 
@@ -188,7 +191,7 @@ class _FocalBase(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         owner = type(self).__name__
         self.gamma = _check_gamma(owner, gamma)
-        self.from_logits = bool(from_logits)
+        self.from_logits = check_flag(owner, "from_logits", from_logits)
         self.class_weights = _check_class_weights(owner, class_weights)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
@@ -320,7 +323,7 @@ class ClassBalancedFocalLoss(_FocalBase):
                  name="class_balanced_focal_loss", dtype=None):
         super().__init__(gamma, from_logits, class_weights, reduction, name, dtype)
         owner = type(self).__name__
-        self.normalize = bool(normalize)
+        self.normalize = check_flag(owner, "normalize", normalize)
         self.beta = check_number(owner, "beta", beta, minimum=0.0, maximum=1.0,
                                  max_inclusive=False)
         self.class_counts = check_vector(owner, "class_counts", class_counts,
@@ -383,7 +386,7 @@ def _reduced_focal(owner, y_true, y_pred, threshold, gamma, from_logits, class_w
     threshold = check_number(owner, "threshold", threshold, minimum=0.0, maximum=1.0,
                              min_inclusive=False, max_inclusive=False)
     y_true, y_pred = _prepare(owner, y_true, y_pred)
-    log_p_hat, one_minus = soft_focal_terms(y_true, y_pred, from_logits)
+    log_p_hat, one_minus = _soft_focal_terms(y_true, y_pred, from_logits)
     p_hat = 1.0 - one_minus
     easy = ops.greater_equal(p_hat, threshold)
     factor = ops.where(easy, _focal_factor(one_minus / threshold, gamma),

@@ -48,9 +48,11 @@ from keras_seg_extras._common import (
     as_float32,
     check_binary_values,
     check_choice,
+    check_flag,
     check_label_values,
     check_number,
     check_optional_int,
+    epsilon,
     fail,
     faulty_to_nan,
     num_channels,
@@ -59,20 +61,37 @@ from keras_seg_extras._common import (
 )
 
 #: Added to the variance of each prediction vector before the square root of the z-score, so
-#: that a constant vector (variance 0) gives x = 0 and finite gradients instead of NaN.
-ZSCORE_EPSILON = 1e-6
-
-#: Floor applied to probabilities before taking their log when ``from_logits=False``.
-PROBABILITY_FLOOR = 1e-7
+#: that a constant vector (variance 0) gives x = 0 and finite gradients instead of NaN. Not
+#: ``_common.epsilon()``: it bounds 1/sqrt(var + eps) of logits (statistics of scores, not
+#: probabilities), and 1e-6 keeps that factor <= 1e3, a scale float32 gradients carry
+#: safely; the probability floor of ``from_logits=False`` is ``_common.epsilon()``.
+_ZSCORE_EPSILON = 1e-6
 
 _OWNER = "LocallyAdaptiveLoss"
 
 #: Accepted values of ``implementation``.
-IMPLEMENTATIONS = ("auto", "fast", "static", "patches")
+_IMPLEMENTATIONS = ("auto", "fast", "static", "patches")
 
 
 def chessboard_weights(kernel_size):
-    """The paper's weights w(u, v) = 2 ** (1 - max(|u|, |v|)) as a (k, k) float32 NumPy array."""
+    """The window weights of the locally adaptive loss: w(u, v) = 2 ** (1 - max(|u|, |v|)).
+
+    Guo, Ren, Gu, Xu and Wu, "Locally Adaptive Learning Loss for Semantic Image
+    Segmentation" (2018), section 3.2: a neighbour at chessboard distance d from the
+    centre weighs 2^(1-d) (the centre 2, its eight neighbours 1, the next ring 0.5, ...).
+
+    Args:
+        kernel_size: odd window size k >= 1.
+
+    Returns:
+        (k, k) float32 NumPy array.
+
+    Example:
+        >>> chessboard_weights(3)
+        array([[1., 1., 1.],
+               [1., 2., 1.],
+               [1., 1., 1.]], dtype=float32)
+    """
     r = kernel_size // 2
     d = np.maximum(*np.abs(np.mgrid[-r:r + 1, -r:r + 1]))
     return (2.0 ** (1 - d)).astype("float32")
@@ -87,9 +106,8 @@ def _check_arguments(owner, kernel_size, stride, minkowski_k, normalize_by, igno
     minkowski_k = check_number(owner, "minkowski_k", minkowski_k, minimum=1)
     check_choice(owner, "normalize_by", normalize_by, ("count", "weight"))
     ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
-    if not isinstance(from_logits, bool):
-        fail(owner, "from_logits", from_logits, "must be True or False")
-    check_choice(owner, "implementation", implementation, IMPLEMENTATIONS)
+    check_flag(owner, "from_logits", from_logits)
+    check_choice(owner, "implementation", implementation, _IMPLEMENTATIONS)
     return kernel_size, stride, minkowski_k, ignore_index
 
 
@@ -132,7 +150,7 @@ def _prepare(owner, y_true, y_pred, ignore_index, from_logits):
 
     z = as_float32(y_pred)
     if not from_logits:
-        z = ops.log(ops.maximum(z, PROBABILITY_FLOOR))
+        z = ops.log(ops.maximum(z, epsilon()))
     x = _masked_zscore(z, ops.cast(labels >= 0, "float32")[..., None])
     return labels, x, faults
 
@@ -145,7 +163,7 @@ def _masked_zscore(z, valid):
     expression takes about twice as many passes over the (B, H, W, C) tensor."""
     centred = z - ops.mean(z, axis=-1, keepdims=True)
     var = ops.mean(ops.square(centred), axis=-1, keepdims=True)
-    scale = ops.rsqrt(var + ZSCORE_EPSILON) * valid
+    scale = ops.rsqrt(var + _ZSCORE_EPSILON) * valid
     x = centred * scale
 
     def grad(*args, upstream=None):
@@ -489,7 +507,7 @@ def locally_adaptive_loss(y_true, y_pred, kernel_size=5, stride=1, minkowski_k=3
         normalize_by: "count" (xi = number of same-label points, as the text says) or "weight"
             (xi = sum of their weights).
         ignore_index: label value of pixels that are neither centres nor neighbours.
-        from_logits: if False, ``y_pred`` holds probabilities and log(max(p, 1e-7)) is z-scored
+        from_logits: if False, ``y_pred`` holds probabilities and log(max(p, epsilon)) is z-scored
             (the z-score removes the log-softmax shift, so this equals using the logits).
         implementation: "auto" (default): "fast" under TensorFlow outside XLA, "static"
             under XLA (``jit_compile=True``), JAX and PyTorch. "fast" (keras.ops; gathers only

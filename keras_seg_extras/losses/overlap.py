@@ -23,122 +23,58 @@ Shared conventions:
   loss.
 """
 
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
 
+from keras_seg_extras.losses._soft_overlap import (
+    MODES,
+    prediction,
+    probabilities_and_targets,
+    soft_overlap_loss,
+)
 from keras_seg_extras._common import (
     as_float32,
     check_choice,
     check_flag,
     check_number,
     check_optional_int,
+    check_binary_values,
+    check_same_shape,
     concrete_numpy,
     fail,
     nan_if_any_nan,
     num_channels,
+    pixel_weights,
     register,
     scale_for_distribution,
     segmentation_targets,
     static_rank,
 )
 
-MODES = ("binary", "multilabel", "multiclass")
-
-
-def _prediction(owner, y_pred, mode):
-    """Check rank and channel count against ``mode``; return float32 predictions and C."""
-    y_pred = ops.convert_to_tensor(y_pred)
-    static_rank(owner, "y_pred", y_pred, (4,))
-    channels = num_channels(owner, y_pred)
-    shape = f"tensor of shape {tuple(y_pred.shape)}"
-    if mode == "binary" and channels != 1:
-        fail(owner, "y_pred", shape, 'must have 1 channel with mode="binary" '
-             '(use "multilabel" for several sigmoid channels)')
-    if mode == "multiclass" and channels < 2:
-        fail(owner, "y_pred", shape, 'must have at least 2 channels with mode="multiclass"')
-    return as_float32(y_pred), channels
-
-
-def _probabilities_and_targets(owner, y_true, y_pred, mode, from_logits, ignore_index):
-    """Probabilities, targets and validity, all (B, H, W, C) float32, ignored pixels zeroed."""
-    scores, channels = _prediction(owner, y_pred, mode)
-    if mode == "multiclass":
-        probabilities = ops.softmax(scores, axis=-1) if from_logits else scores
-        targets, valid = segmentation_targets(owner, y_true, channels, ignore_index,
-                                              y_pred=scores)
-    else:
-        probabilities = ops.sigmoid(scores) if from_logits else scores
-        targets, valid = segmentation_targets(owner, y_true, channels, ignore_index,
-                                              binary=True, y_pred=scores)
-    return probabilities * valid, targets, valid
-
-
-def _pixel_weights(owner, sample_weight, per_image):
-    """Sample weights of a batch-global loss as float32 (B, H, W, 1) (or (B, 1, 1, 1)), or None.
-
-    Per-image (B,) / (B, 1) and per-pixel (B, H, W) / (B, H, W, 1) weights are accepted; they
-    must be >= 0 (checked on concrete values). With ``per_image=True`` Keras's reduction weights
-    the per-image values instead, so weights are not accepted here.
-    """
-    if sample_weight is None:
-        return None
-    if per_image:
-        fail(owner, "sample_weight", "a weight tensor",
-             "must be None with per_image=True (the Keras loss class weights per-image values)")
-    weights = as_float32(sample_weight)
-    shape = tuple(weights.shape)
-    if len(shape) in (1, 2) and (len(shape) == 1 or shape[1] == 1):
-        weights = ops.reshape(weights, (-1, 1, 1, 1))
-    elif len(shape) == 3:
-        weights = ops.expand_dims(weights, -1)
-    elif not (len(shape) == 4 and shape[-1] == 1):
-        fail(owner, "sample_weight", f"tensor of shape {shape}",
-             "must hold per-image (B,) or per-pixel (B, H, W) weights")
-    values = concrete_numpy(weights)
-    if values is not None and np.any(values < 0):
-        fail(owner, "sample_weight", f"minimum {values.min()}", "must hold weights >= 0")
-    return weights
-
-
-def _overlap_loss(owner, kind, y_true, y_pred, mode, from_logits, smooth, per_image,
-                  ignore_index, sample_weight=None):
-    check_choice(owner, "mode", mode, MODES)
-    check_flag(owner, "from_logits", from_logits)
-    check_flag(owner, "per_image", per_image)
-    smooth = check_number(owner, "smooth", smooth, minimum=0)
-    ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
-    weights = _pixel_weights(owner, sample_weight, per_image)
-    probabilities, targets, _ = _probabilities_and_targets(
-        owner, y_true, y_pred, mode, from_logits, ignore_index)
-    weighted = probabilities if weights is None else probabilities * weights
-    axes = (1, 2) if per_image else (0, 1, 2)
-    intersection = ops.sum(weighted * targets, axis=axes)
-    cardinality = ops.sum(weighted, axis=axes) + ops.sum(
-        targets if weights is None else targets * weights, axis=axes)
-    occupied = ops.not_equal(cardinality, 0.0)  # NaN predictions stay NaN
-    if kind == "dice":
-        numerator, denominator = 2.0 * intersection + smooth, cardinality + smooth
-    else:
-        numerator, denominator = intersection + smooth, cardinality - intersection + smooth
-    # A safe denominator keeps the unused branch (and its gradient) finite when smooth = 0.
-    denominator = ops.where(occupied, denominator, ops.ones_like(denominator))
-    per_class = ops.where(occupied, 1.0 - numerator / denominator, ops.zeros_like(numerator))
-    return ops.mean(per_class, axis=-1)
-
-
 def dice_loss(y_true, y_pred, mode, from_logits=False, smooth=1.0, per_image=False,
-              ignore_index=None, sample_weight=None):
+              ignore_index=None, sample_weight=None, soft=False):
     """Soft Dice loss, per class then averaged over classes.
 
     For each class (channel) c, with p the predicted probabilities and y the targets summed
     over the valid pixels::
 
-        L_c = 1 - (2 * sum(p * y) + smooth) / (sum(p) + sum(y) + smooth)
-        L_c = 0 where sum(p) + sum(y) = 0
+        L_c = 1 - (2 I + smooth) / (sum(p) + sum(y) + smooth),   L_c = 0 where sum(p) + sum(y) = 0
+        I = sum(p * y)                                   (soft=False)
+        I = (sum(p) + sum(y) - sum(|p - y|)) / 2         (soft=True)
 
     and the loss is the mean of L_c over **all** C classes (an empty class predicted empty
-    contributes 0, as a perfect class). Dice = 2TP / (2TP + FP + FN), paper 003 section 4.1.5.
+    contributes 0, as a perfect class). Dice = 2TP / (2TP + FP + FN) ("SIIM-ACR Pneumothorax
+    Segmentation", work report (2019), section 4.1.5).
+
+    ``soft=True`` is the Dice semimetric loss of Wang, Popordanoska, Bertels, Lemmens and
+    Blaschko, "Dice Semimetric Losses: Optimizing the Dice Score with Soft Labels", MICCAI
+    2023 (eq. 8, the L1 form): for targets in {0, 1} and p in [0, 1], |p - y| = p + y - 2py,
+    so both forms give the same value and gradient; for soft targets (label smoothing,
+    annotator agreement, resized masks) only the L1 form is 0 at p = y (the product form
+    scores p = y = 0.5 as 1 - 0.5 = 0.5 away from perfect).
 
     Args:
         y_true: targets; see the module docstring for the forms each ``mode`` takes.
@@ -151,39 +87,55 @@ def dice_loss(y_true, y_pred, mode, from_logits=False, smooth=1.0, per_image=Fal
             classes of its L_c, and the result has shape (B,) (a Keras loss then averages it).
         ignore_index: label value whose pixels are left out of every sum, or None.
         sample_weight: with ``per_image=False`` only: non-negative per-image (B,) or
-            per-pixel (B, H, W) weights multiplying each pixel's p and y inside the sums
+            per-pixel (B, H, W) weights multiplying each pixel's terms inside the sums
             (``sum(w p y)``, ``sum(w p) + sum(w y)``); a weight-0 image takes no part.
+        soft: use the L1 intersection, exact for soft targets (see above).
 
     Returns:
         float32 scalar (``per_image=False``) or (B,) tensor (``per_image=True``).
 
     Example:
-        >>> loss = dice_loss(masks, logits, mode="binary", from_logits=True)
+        >>> y = np.array([[[[0.25], [1.0]], [[0.0], [0.75]]]])   # soft targets (1, 2, 2, 1)
+        >>> round(float(dice_loss(y, y, mode="binary", smooth=0.0)), 4)
+        0.2
+        >>> round(float(dice_loss(y, y, mode="binary", smooth=0.0, soft=True)), 4)
+        0.0
+        >>> hard = np.array([[[[0.0], [1.0]], [[0.0], [1.0]]]])
+        >>> p = np.array([[[[0.2], [0.9]], [[0.1], [0.6]]]])
+        >>> round(float(dice_loss(hard, p, "binary")), 4), round(float(dice_loss(hard, p, "binary", soft=True)), 4)
+        (0.1667, 0.1667)
     """
-    return _overlap_loss("dice_loss", "dice", y_true, y_pred, mode, from_logits, smooth,
-                         per_image, ignore_index, sample_weight)
+    return soft_overlap_loss("dice_loss", "dice", y_true, y_pred, mode, from_logits, smooth,
+                             per_image, ignore_index, sample_weight, soft)
 
 
 def jaccard_loss(y_true, y_pred, mode, from_logits=False, smooth=1.0, per_image=False,
-                 ignore_index=None, sample_weight=None):
+                 ignore_index=None, sample_weight=None, soft=False):
     """Soft Jaccard (IoU) loss, per class then averaged over classes.
 
-    For each class c::
+    For each class c, with the intersection I of :func:`dice_loss` (product form, or the L1
+    form with ``soft=True``: the Jaccard metric loss of Wang, Popordanoska, Bertels, Lemmens
+    and Blaschko, "Jaccard Metric Losses: Optimizing the Jaccard Index with Soft Labels",
+    NeurIPS 2023)::
 
-        L_c = 1 - (sum(p * y) + smooth) / (sum(p) + sum(y) - sum(p * y) + smooth)
-        L_c = 0 where sum(p) + sum(y) = 0
+        L_c = 1 - (I + smooth) / (sum(p) + sum(y) - I + smooth),   L_c = 0 where sum(p) + sum(y) = 0
 
-    IoU = TP / (TP + FP + FN), paper 003 section 4.1.5. Arguments, class averaging and
-    ``per_image`` and ``sample_weight`` exactly as :func:`dice_loss`.
+    IoU = TP / (TP + FP + FN) ("SIIM-ACR Pneumothorax Segmentation", work report (2019),
+    section 4.1.5). Arguments, class averaging, ``per_image``, ``sample_weight`` and ``soft``
+    exactly as :func:`dice_loss`.
 
     Returns:
         float32 scalar (``per_image=False``) or (B,) tensor (``per_image=True``).
 
     Example:
-        >>> loss = jaccard_loss(labels, logits, mode="multiclass", from_logits=True)
+        >>> labels = np.array([[[0, 1], [2, 2]]])                  # (1, 2, 2) class ids
+        >>> logits = np.array([[[[3.0, 0.0, 0.0], [0.0, 3.0, 0.0]],
+        ...                     [[0.0, 0.0, 3.0], [0.0, 1.0, 1.0]]]])
+        >>> round(float(jaccard_loss(labels, logits, "multiclass", from_logits=True)), 4)
+        0.2118
     """
-    return _overlap_loss("jaccard_loss", "jaccard", y_true, y_pred, mode, from_logits,
-                         smooth, per_image, ignore_index, sample_weight)
+    return soft_overlap_loss("jaccard_loss", "jaccard", y_true, y_pred, mode, from_logits,
+                             smooth, per_image, ignore_index, sample_weight, soft)
 
 
 # ----------------------------------------------------------------------------- Lovász
@@ -229,13 +181,76 @@ def _flatten(x, per_image):
     return ops.reshape(x, (1, -1))
 
 
+#: The sets a (B, C) multi-label Lovász hinge can run its Jaccard surrogate over.
+_JACCARD_SETS = ("sample", "class", "batch")
+
+
 def _binary_inputs(owner, y_true, y_pred, per_image, ignore_index):
     check_flag(owner, "per_image", per_image)
     ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
-    logits, _ = _prediction(owner, y_pred, "binary")
+    logits, _ = prediction(owner, y_pred, "binary")
     targets, valid = segmentation_targets(owner, y_true, 1, ignore_index, binary=True,
-                                          y_pred=logits)
+                                          y_pred=logits, hard=True)
     return logits[..., 0], targets[..., 0], valid[..., 0]
+
+
+def _multilabel_inputs(owner, y_true, y_pred, ignore_index, jaccard_set, sample_weight):
+    """(B, C) logits, {0, 1} targets, validity and label weights, each (B, C) float32."""
+    check_choice(owner, "jaccard_set", jaccard_set, _JACCARD_SETS)
+    ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
+    logits = as_float32(y_pred)
+    targets = ops.convert_to_tensor(y_true)
+    static_rank(owner, "y_true", targets, (2,))
+    check_same_shape(owner, targets, logits)
+    targets = check_binary_values(owner, as_float32(targets), ignore_index, hard=True)
+    if ignore_index is None:
+        valid = ops.ones_like(targets)
+    else:
+        valid = ops.cast(ops.not_equal(targets, float(ignore_index)), "float32")
+    weights = None
+    if sample_weight is not None:
+        if jaccard_set == "sample":
+            fail(owner, "sample_weight", "a weight tensor", 'must be None with jaccard_set='
+                 '"sample" (the Keras loss class weights the per-sample values)')
+        weights = as_float32(sample_weight)
+        if len(weights.shape) == 1:
+            weights = ops.expand_dims(weights, -1)
+        if len(weights.shape) != 2 or weights.shape[-1] not in (1, logits.shape[-1]):
+            fail(owner, "sample_weight", f"tensor of shape {tuple(weights.shape)}",
+                 "must hold per-sample (B,) or per-label (B, C) weights")
+        values = concrete_numpy(weights)
+        if values is not None and np.any(values < 0):
+            fail(owner, "sample_weight", f"minimum {values.min()}", "must hold weights >= 0")
+        weights = ops.broadcast_to(weights, ops.shape(logits))
+    return logits, targets * valid, valid, weights
+
+
+def _label_sets(x, jaccard_set):
+    """(B, C) -> one row per Jaccard set: (B, C) per sample, (C, B) per class, (1, B*C)."""
+    if jaccard_set == "sample":
+        return x
+    if jaccard_set == "class":
+        return ops.transpose(x)
+    return ops.reshape(x, (1, -1))
+
+
+def _multilabel_hinge(logits, targets, valid, jaccard_set, weights):
+    errors = ops.relu(1.0 - logits * (2.0 * targets - 1.0)) * valid
+    rows = _lovasz_sorted_loss(_label_sets(errors, jaccard_set),
+                               _label_sets(targets * valid, jaccard_set),
+                               None if weights is None else _label_sets(weights, jaccard_set))
+    return rows if jaccard_set == "sample" else ops.mean(rows)
+
+
+def _lovasz_multilabel(owner, symmetric, y_true, y_pred, ignore_index, jaccard_set,
+                       sample_weight):
+    logits, targets, valid, weights = _multilabel_inputs(owner, y_true, y_pred, ignore_index,
+                                                         jaccard_set, sample_weight)
+    loss = _multilabel_hinge(logits, targets, valid, jaccard_set, weights)
+    if symmetric:
+        loss = 0.5 * (loss + _multilabel_hinge(-logits, (1.0 - targets) * valid, valid,
+                                               jaccard_set, weights))
+    return nan_if_any_nan(loss, logits, targets)
 
 
 def _hinge(logits, targets, valid, per_image, weights):
@@ -249,84 +264,146 @@ def _hinge(logits, targets, valid, per_image, weights):
 
 
 def _lovasz_binary(owner, symmetric, y_true, y_pred, per_image, ignore_index,
-                   sample_weight=None):
+                   sample_weight=None, jaccard_set="sample"):
+    """Lovász hinge (or its symmetric mean) on binary maps (B, H, W, 1) or (B, C) labels."""
+    if len(ops.convert_to_tensor(y_pred).shape) == 2:
+        return _lovasz_multilabel(owner, symmetric, y_true, y_pred, ignore_index, jaccard_set,
+                                  sample_weight)
+    check_choice(owner, "jaccard_set", jaccard_set, _JACCARD_SETS)
     logits, targets, valid = _binary_inputs(owner, y_true, y_pred, per_image, ignore_index)
-    weights = _pixel_weights(owner, sample_weight, per_image)
+    weights = pixel_weights(owner, sample_weight, per_image)
     loss = _hinge(logits, targets, valid, per_image, weights)
     if symmetric:
         loss = 0.5 * (loss + _hinge(-logits, (1.0 - targets) * valid, valid, per_image, weights))
     return nan_if_any_nan(loss, logits, targets)  # sorting may move a NaN out of the sum
 
 
-def lovasz_hinge(y_true, y_pred, per_image=True, ignore_index=None, sample_weight=None):
-    """Lovász hinge loss for binary segmentation on logits (Berman et al. 2018, section 3.1).
+def lovasz_hinge(y_true, y_pred, per_image=True, ignore_index=None, sample_weight=None,
+                 jaccard_set="sample"):
+    r"""Lovász hinge loss on logits (Yu and Blaschko 2018; Berman et al. 2018, section 3.1).
 
-    Per pixel the hinge error is ``max(0, 1 - x * s)`` with x the logit and s = 2y - 1; the
-    errors are sorted in decreasing order and weighted by the gradient of the Jaccard loss
-    with respect to the sorted ground truth (the Lovász extension), which makes the loss a
-    tight convex surrogate of 1 - IoU of the foreground.
+    Per element the hinge error is ``e_i = max(0, 1 - x_i s_i)`` with x the logit and
+    s = 2y - 1. Within one set the errors are sorted decreasingly, e_(1) >= ... >= e_(n), and
+    weighted by the increments of the Jaccard loss of the growing set of the first i elements
+    (the Lovász extension, Berman et al. eq. 8-9)::
 
+        loss = sum_i e_(i) * (Δ_J({1..i}) - Δ_J({1..i-1})),
+        Δ_J(M) = 1 - |P \ M| / |P ∪ M|        (P: the positives, M: the mispredicted)
+
+    a tight convex surrogate of 1 - IoU of the positives (Yu and Blaschko, "The Lovász Hinge:
+    A Novel Convex Surrogate for Submodular Losses", TPAMI 2018; Berman, Rannen Triki and
+    Blaschko, "The Lovász-Softmax Loss: A Tractable Surrogate for the Optimization of the
+    Intersection-Over-Union Measure in Neural Networks", CVPR 2018).
+
+    Inputs. Segmentation maps: ``y_pred`` (B, H, W, 1) logits, ``y_true`` {0, 1} masks
+    (B, H, W) or (B, H, W, 1); ``per_image`` picks the Jaccard set (each image, or the whole
+    batch). Multi-label classification: ``y_pred`` (B, C) logits, ``y_true`` (B, C) in {0, 1};
+    ``jaccard_set`` picks the set (``per_image`` does not apply):
+
+    - ``"sample"`` (default): each sample's C labels form one set, one value per sample, as in
+      Yu and Blaschko's multi-label Lovász hinge (the Jaccard between an image's predicted and
+      true label sets). Per-sample values are what Keras's reduction, per-sample weights and
+      ``DropWorst`` (the outlier removal trained with it) work on, and a sample's value does
+      not depend on the rest of its batch or on how the batch is split over replicas.
+    - ``"class"``: each class's B samples form one set (the batch-level IoU of each class,
+      like a segmentation per-class Jaccard); the mean over classes, one scalar per batch.
+    - ``"batch"``: all B * C labels form one set; one scalar per batch.
+
+    Targets must be exactly 0 or 1 (or ``ignore_index``): the Lovász extension interpolates a
+    set function, which has no value at a soft target, so soft targets raise ``ValueError``
+    (eagerly; in compiled steps as the package's other target checks, see docs/backends.md).
     Args:
-        y_true: {0, 1} masks (B, H, W) or (B, H, W, 1); ``ignore_index`` marks pixels to skip.
-        y_pred: (B, H, W, 1) logits (not probabilities).
-        per_image: True: one loss per image over its valid pixels, result (B,) (the Keras
-            reduction averages it; an image with no valid pixel scores 0 and still counts in
-            the mean, as in the reference implementation). False: one loss over all valid
-            pixels of the batch, a scalar.
-        ignore_index: label value of pixels to leave out, or None.
-        sample_weight: with ``per_image=False`` only: non-negative per-image (B,) or
-            per-pixel (B, H, W) weights of the pixels inside the Jaccard set function (a
-            pixel of weight n counts as n copies, a weight-0 image not at all).
+        y_true: {0, 1} targets, see above; ``ignore_index`` marks entries to skip.
+        y_pred: logits (not probabilities), (B, H, W, 1) or (B, C).
+        per_image: maps only. True: one loss per image over its valid pixels, result (B,)
+            (an image with no valid pixel scores 0 and still counts in the mean). False: one
+            loss over all valid pixels of the batch, a scalar.
+        ignore_index: target value of entries to leave out, or None.
+        sample_weight: only where the loss is one value per batch (``per_image=False``, or
+            ``jaccard_set`` "class"/"batch"): non-negative per-image (B,) or per-pixel
+            (B, H, W) (maps) / per-label (B, C) weights of the elements inside the Jaccard
+            set function (an element of weight n counts as n copies, weight 0 not at all).
+        jaccard_set: (B, C) inputs only: "sample", "class" or "batch", see above.
 
     Returns:
-        float32 (B,) tensor (``per_image=True``) or scalar.
+        float32 (B,) tensor (one value per image or sample) or scalar.
 
     Example:
-        >>> loss = lovasz_hinge(masks, logits)
+        >>> y = np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+        >>> x = np.array([[2.0, -1.0, 0.5], [-2.0, 0.5, -1.0]])
+        >>> np.round(np.asarray(lovasz_hinge(y, x)), 4)
+        array([0.25, 1.5 ], dtype=float32)
+        >>> round(float(lovasz_hinge(y, x, jaccard_set="batch")), 4)
+        0.6667
     """
     return _lovasz_binary("lovasz_hinge", False, y_true, y_pred, per_image, ignore_index,
-                          sample_weight)
+                          sample_weight, jaccard_set)
 
 
-def symmetric_lovasz(y_true, y_pred, per_image=True, ignore_index=None, sample_weight=None):
-    """Mean of the Lovász hinge on (logits, y) and on (-logits, 1 - y).
+def symmetric_lovasz(y_true, y_pred, per_image=True, ignore_index=None, sample_weight=None,
+                     jaccard_set="sample"):
+    """Symmetric Lovász hinge: the mean of the Lovász hinge on (x, y) and on (-x, 1 - y).
 
-    The second term treats the background as the foreground, so empty masks (no foreground)
-    still give an IoU-shaped signal. Arguments and result as :func:`lovasz_hinge`.
+    ``L = (lovasz_hinge(y, x) + lovasz_hinge(1 - y, -x)) / 2`` over the same sets. The second
+    term treats the negatives as the positives, so a set with no positive (an empty mask, an
+    image with no label) still gets an IoU-shaped signal. Okazaki, Kong, Klinkigt and
+    Yoshinaga, "Hitachi at TRECVID DSDI 2020" (2020), section 2.4 and table 2 (model C12),
+    train their multi-label classifier with it, citing Berman et al. (2018) and Yu and
+    Blaschko. Their table names a "square root scaling" that the text never defines (of the
+    loss? of the errors? of each set's size?); it is left out rather than guessed.
+
+    Inputs (maps or (B, C) multi-label logits, ``jaccard_set``, hard targets only), arguments
+    and result as :func:`lovasz_hinge`.
 
     Example:
-        >>> loss = symmetric_lovasz(masks, logits)
+        >>> y = np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+        >>> x = np.array([[2.0, -1.0, 0.5], [-2.0, 0.5, -1.0]])
+        >>> np.round(np.asarray(symmetric_lovasz(y, x)), 4)
+        array([0.25, 1.  ], dtype=float32)
+        >>> round(float(symmetric_lovasz(y, x, jaccard_set="class")), 4)
+        0.5
     """
     return _lovasz_binary("symmetric_lovasz", True, y_true, y_pred, per_image, ignore_index,
-                          sample_weight)
+                          sample_weight, jaccard_set)
 
 
-def _check_classes(owner, classes):
-    if isinstance(classes, str):
-        return check_choice(owner, "classes", classes, ("all", "present"))
+def _check_average_over(owner, average_over):
+    if isinstance(average_over, str):
+        return check_choice(owner, "average_over", average_over, ("all", "present"))
     try:
-        ids = list(classes)
+        ids = list(average_over)
     except TypeError:
-        fail(owner, "classes", classes, 'must be "all", "present" or a list of class ids')
+        fail(owner, "average_over", average_over,
+             'must be "all", "present" or a list of class ids')
     if not ids:
-        fail(owner, "classes", classes, "must not be empty")
-    ids = [check_number(owner, "classes", c, minimum=0, integer=True) for c in ids]
+        fail(owner, "average_over", average_over, "must not be empty")
+    ids = [check_number(owner, "average_over", c, minimum=0, integer=True) for c in ids]
     if len(set(ids)) != len(ids):
-        fail(owner, "classes", classes, "must not repeat a class id")
+        fail(owner, "average_over", average_over, "must not repeat a class id")
     return ids
 
 
-def _lovasz_softmax(owner, y_true, y_pred, classes, per_image, ignore_index, from_logits,
+def _renamed_classes(owner, average_over, classes):
+    """The old keyword ``classes`` (a class selection, not a count): warn and use it."""
+    if classes is None:
+        return average_over
+    warnings.warn(f"{owner}: `classes` is renamed `average_over` (`num_classes` is the "
+                  "package's name for a class count); `classes` will be removed.",
+                  DeprecationWarning, stacklevel=3)
+    return classes
+
+
+def _lovasz_softmax(owner, y_true, y_pred, average_over, per_image, ignore_index, from_logits,
                     sample_weight=None):
-    classes = _check_classes(owner, classes)
+    classes = _check_average_over(owner, average_over)
     check_flag(owner, "per_image", per_image)
     check_flag(owner, "from_logits", from_logits)
     ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
-    probabilities, targets, valid = _probabilities_and_targets(
+    probabilities, targets, valid = probabilities_and_targets(
         owner, y_true, y_pred, "multiclass", from_logits, ignore_index)
     num_classes = probabilities.shape[-1]
     errors = ops.abs(targets - probabilities) * valid
-    weights = _pixel_weights(owner, sample_weight, per_image)
+    weights = pixel_weights(owner, sample_weight, per_image)
 
     def per_class_rows(x):  # (B, H, W, C) -> (B or 1, C, N)
         rows = ops.reshape(x, (ops.shape(x)[0], -1, num_classes) if per_image
@@ -346,7 +423,7 @@ def _lovasz_softmax(owner, y_true, y_pred, classes, per_image, ignore_index, fro
         weights = ops.ones_like(losses)
     else:
         if max(classes) >= num_classes:
-            fail(owner, "classes", classes,
+            fail(owner, "average_over", classes,
                  f"must hold class ids below the {num_classes} channels of y_pred")
         weights = ops.sum(ops.one_hot(ops.convert_to_tensor(classes), num_classes,
                                       dtype="float32"), axis=0)[None, :] * ops.ones_like(losses)
@@ -356,22 +433,28 @@ def _lovasz_softmax(owner, y_true, y_pred, classes, per_image, ignore_index, fro
     return mean if per_image else mean[0]
 
 
-def lovasz_softmax(y_true, y_pred, classes="present", per_image=False, ignore_index=None,
-                   from_logits=True, sample_weight=None):
+def lovasz_softmax(y_true, y_pred, average_over="present", per_image=False, ignore_index=None,
+                   from_logits=True, sample_weight=None, *, classes=None):
     """Lovász-Softmax loss for multi-class segmentation (Berman et al. 2018, section 3.2).
 
-    For each class c the pixel errors are ``|1[y = c] - p_c|`` over the valid pixels; the
-    Lovász extension of the Jaccard loss of class c is their dot product, sorted decreasingly,
-    with the gradient of the Jaccard loss w.r.t. the sorted foreground indicator. The loss is
-    the mean of these per-class values over the selected classes.
+    For each class c the pixel errors are ``m_i(c) = |1[y_i = c] - p_i(c)|`` over the valid
+    pixels; the Lovász extension of the Jaccard loss of class c is their dot product, sorted
+    decreasingly, with the gradient of the Jaccard loss w.r.t. the sorted foreground
+    indicator (Berman, Rannen Triki and Blaschko, "The Lovász-Softmax Loss: A Tractable
+    Surrogate for the Optimization of the Intersection-Over-Union Measure in Neural
+    Networks", CVPR 2018, eq. 12)::
+
+        loss = mean over the selected classes c of  sum_i m_(i)(c) * g_i(c)
+
+    with g(c) the increments of the Jaccard loss of class c along the sorted errors.
 
     Args:
         y_true: integer labels (B, H, W) or (B, H, W, 1), or one-hot (B, H, W, C).
         y_pred: (B, H, W, C) logits (``from_logits=True``) or softmax probabilities.
-        classes: which classes the mean runs over: "all" (every class, also absent ones),
-            "present" (the classes with at least one valid pixel in the truth: in the whole
-            batch when ``per_image=False``, in each image separately when ``per_image=True``)
-            or a list of class ids (always included, present or not).
+        average_over: which classes the mean runs over: "all" (every class, also absent
+            ones), "present" (the classes with at least one valid pixel in the truth: in the
+            whole batch when ``per_image=False``, in each image separately when
+            ``per_image=True``) or a list of class ids (always included, present or not).
         per_image: True: one loss per image (its own present classes), result (B,), which a
             Keras loss averages over images. False: one loss over all valid pixels of the
             batch, a scalar.
@@ -379,16 +462,22 @@ def lovasz_softmax(y_true, y_pred, classes="present", per_image=False, ignore_in
         from_logits: apply softmax to ``y_pred`` first.
         sample_weight: with ``per_image=False`` only, as in :func:`lovasz_hinge`; a class
             counts as present when it has a pixel of weight > 0.
+        classes: the former name of ``average_over`` (deprecated, warns).
 
     Returns:
         float32 (B,) tensor or scalar. 0 (never NaN) where no class is selected, e.g. an image
-        whose pixels are all ignored with ``classes="present"``.
+        whose pixels are all ignored with ``average_over="present"``.
 
     Example:
-        >>> loss = lovasz_softmax(labels, logits, classes="present", ignore_index=255)
+        >>> labels = np.array([[[0, 1], [2, 255]]])                # 255: ignored
+        >>> logits = np.array([[[[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+        ...                     [[0.0, 0.0, 0.5], [0.0, 0.0, 0.0]]]])
+        >>> round(float(lovasz_softmax(labels, logits, ignore_index=255)), 4)
+        0.4052
     """
-    return _lovasz_softmax("lovasz_softmax", y_true, y_pred, classes, per_image, ignore_index,
-                           from_logits, sample_weight)
+    average_over = _renamed_classes("lovasz_softmax", average_over, classes)
+    return _lovasz_softmax("lovasz_softmax", y_true, y_pred, average_over, per_image,
+                           ignore_index, from_logits, sample_weight)
 
 
 # ----------------------------------------------------------------------------- classes
@@ -417,15 +506,20 @@ class _OverlapLossBase(keras.losses.Loss):
     def call(self, y_true, y_pred):
         return self._loss(y_true, y_pred)
 
+    def _per_batch(self, y_pred):
+        """Whether ``_loss`` gives one value for the whole batch (else one per image)."""
+        return not self.per_image
+
     def __call__(self, y_true, y_pred, sample_weight=None):
         scalar_weight = sample_weight is None or len(ops.shape(sample_weight)) == 0
         masked = getattr(y_pred, "_keras_mask", None) is not None  # Keras 3 keeps masks there
-        if self.per_image or scalar_weight or masked:
+        per_batch = self._per_batch(y_pred)
+        if not per_batch or scalar_weight or masked:
             value = super().__call__(y_true, y_pred, sample_weight=sample_weight)
         else:
             with keras.name_scope(self.name):
                 value = ops.cast(self._loss(y_true, y_pred, sample_weight), self.dtype)
-        if (not self.per_image and not masked
+        if (per_batch and not masked
                 and self.reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight")):
             value = scale_for_distribution(value)
         return value
@@ -440,10 +534,10 @@ class _SoftOverlapLoss(_OverlapLossBase):
     """Dice and Jaccard classes: same arguments, ``_kind`` picks the formula."""
 
     _kind = None
-    _arguments = ("mode", "from_logits", "smooth", "per_image", "ignore_index")
+    _arguments = ("mode", "from_logits", "smooth", "per_image", "ignore_index", "soft")
 
-    def __init__(self, mode, from_logits, smooth, per_image, ignore_index, reduction, name,
-                 dtype):
+    def __init__(self, mode, from_logits, smooth, per_image, ignore_index, soft, reduction,
+                 name, dtype):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         owner = type(self).__name__
         self.mode = check_choice(owner, "mode", mode, MODES)
@@ -451,11 +545,12 @@ class _SoftOverlapLoss(_OverlapLossBase):
         self.smooth = check_number(owner, "smooth", smooth, minimum=0)
         self.per_image = check_flag(owner, "per_image", per_image)
         self.ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
+        self.soft = check_flag(owner, "soft", soft)
 
     def _loss(self, y_true, y_pred, sample_weight=None):
-        return _overlap_loss(type(self).__name__, self._kind, y_true, y_pred, self.mode,
-                             self.from_logits, self.smooth, self.per_image, self.ignore_index,
-                             sample_weight)
+        return soft_overlap_loss(type(self).__name__, self._kind, y_true, y_pred, self.mode,
+                                 self.from_logits, self.smooth, self.per_image,
+                                 self.ignore_index, sample_weight, self.soft)
 
 
 @register
@@ -470,15 +565,22 @@ class DiceLoss(_SoftOverlapLoss):
     step's loss is the mean of those replica values (not the Dice of the global batch).
 
     Example:
-        >>> model.compile(loss=DiceLoss("binary", from_logits=True))
+        >>> loss = DiceLoss("binary", from_logits=True)
+        >>> masks = np.array([[[1.0, 0.0], [1.0, 1.0]]])                  # (1, 2, 2)
+        >>> logits = np.array([[[[3.0], [-3.0]], [[1.0], [-1.0]]]])       # (1, 2, 2, 1)
+        >>> round(float(loss(masks, logits)), 4)
+        0.1825
+        >>> soft = np.array([[[[0.3], [0.0]], [[0.8], [1.0]]]])
+        >>> round(float(DiceLoss("binary", smooth=0.0, soft=True)(soft, soft)), 4)
+        0.0
     """
 
     _kind = "dice"
 
     def __init__(self, mode, from_logits=False, smooth=1.0, per_image=False, ignore_index=None,
-                 reduction="sum_over_batch_size", name="dice_loss", dtype=None):
-        super().__init__(mode, from_logits, smooth, per_image, ignore_index, reduction, name,
-                         dtype)
+                 soft=False, reduction="sum_over_batch_size", name="dice_loss", dtype=None):
+        super().__init__(mode, from_logits, smooth, per_image, ignore_index, soft, reduction,
+                         name, dtype)
 
 
 @register
@@ -486,83 +588,121 @@ class JaccardLoss(_SoftOverlapLoss):
     """Soft Jaccard (IoU) loss as a Keras loss; see :func:`jaccard_loss` and :class:`DiceLoss`.
 
     Example:
-        >>> model.compile(loss=JaccardLoss("multiclass", from_logits=True, ignore_index=255))
+        >>> loss = JaccardLoss("multiclass", from_logits=True, ignore_index=255)
+        >>> labels = np.array([[[0, 1], [2, 255]]])
+        >>> logits = np.array([[[[3.0, 0.0, 0.0], [0.0, 3.0, 0.0]],
+        ...                     [[0.0, 0.0, 3.0], [9.0, 0.0, 0.0]]]])
+        >>> round(float(loss(labels, logits)), 4)
+        0.0866
     """
 
     _kind = "jaccard"
 
     def __init__(self, mode, from_logits=False, smooth=1.0, per_image=False, ignore_index=None,
-                 reduction="sum_over_batch_size", name="jaccard_loss", dtype=None):
-        super().__init__(mode, from_logits, smooth, per_image, ignore_index, reduction, name,
-                         dtype)
+                 soft=False, reduction="sum_over_batch_size", name="jaccard_loss", dtype=None):
+        super().__init__(mode, from_logits, smooth, per_image, ignore_index, soft, reduction,
+                         name, dtype)
 
 
 class _BinaryLovaszBase(_OverlapLossBase):
-    _arguments = ("per_image", "ignore_index")
+    _arguments = ("per_image", "ignore_index", "jaccard_set")
+    _symmetric = None
 
-    def __init__(self, per_image, ignore_index, reduction, name, dtype):
+    def __init__(self, per_image, ignore_index, jaccard_set, reduction, name, dtype):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         owner = type(self).__name__
         self.per_image = check_flag(owner, "per_image", per_image)
         self.ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
+        self.jaccard_set = check_choice(owner, "jaccard_set", jaccard_set, _JACCARD_SETS)
+
+    def _per_batch(self, y_pred):
+        if len(ops.convert_to_tensor(y_pred).shape) == 2:
+            return self.jaccard_set != "sample"
+        return not self.per_image
+
+    def _loss(self, y_true, y_pred, sample_weight=None):
+        return _lovasz_binary(type(self).__name__, self._symmetric, y_true, y_pred,
+                              self.per_image, self.ignore_index, sample_weight,
+                              self.jaccard_set)
 
 
 @register
 class LovaszHingeLoss(_BinaryLovaszBase):
-    """Lovász hinge loss on binary logits; see :func:`lovasz_hinge`.
+    """Lovász hinge loss on logits, as a Keras loss; see :func:`lovasz_hinge`.
 
-    With ``per_image=True`` (default) Keras averages the per-image values over the batch.
+    Binary segmentation maps (B, H, W, 1) or (B, C) multi-label logits with {0, 1} targets.
+    Where the loss has one value per image or sample (``per_image=True``, the default, or
+    ``jaccard_set="sample"``) Keras's reduction averages them and sample weights weight
+    them; where it has one value per batch, (B,) weights enter the Jaccard set function.
 
     Example:
-        >>> model.compile(loss=LovaszHingeLoss(per_image=True))   # model outputs logits
+        >>> loss = LovaszHingeLoss()
+        >>> y = np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+        >>> round(float(loss(y, np.array([[2.0, -1.0, 0.5], [-2.0, 0.5, -1.0]]))), 4)
+        0.875
     """
 
-    def __init__(self, per_image=True, ignore_index=None, reduction="sum_over_batch_size",
-                 name="lovasz_hinge_loss", dtype=None):
-        super().__init__(per_image, ignore_index, reduction, name, dtype)
+    _symmetric = False
 
-    def _loss(self, y_true, y_pred, sample_weight=None):
-        return _lovasz_binary(type(self).__name__, False, y_true, y_pred, self.per_image,
-                              self.ignore_index, sample_weight)
+    def __init__(self, per_image=True, ignore_index=None, jaccard_set="sample",
+                 reduction="sum_over_batch_size", name="lovasz_hinge_loss", dtype=None):
+        super().__init__(per_image, ignore_index, jaccard_set, reduction, name, dtype)
 
 
 @register
 class SymmetricLovaszLoss(_BinaryLovaszBase):
-    """Mean of the Lovász hinge on (logits, y) and (-logits, 1 - y); see :func:`symmetric_lovasz`.
+    """Symmetric Lovász hinge as a Keras loss; see :func:`symmetric_lovasz`.
+
+    Okazaki et al., "Hitachi at TRECVID DSDI 2020" (2020), table 2 model C12: multi-label
+    (B, C) logits with {0, 1} targets, one Jaccard set per sample by default
+    (``jaccard_set="sample"``, Yu and Blaschko's multi-label Lovász hinge; "class" and
+    "batch" are the other readings). Binary segmentation maps (B, H, W, 1) as before, with
+    ``per_image``.
 
     Example:
-        >>> model.compile(loss=SymmetricLovaszLoss())
+        >>> loss = SymmetricLovaszLoss()
+        >>> y = np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+        >>> round(float(loss(y, np.array([[2.0, -1.0, 0.5], [-2.0, 0.5, -1.0]]))), 4)
+        0.625
     """
 
-    def __init__(self, per_image=True, ignore_index=None, reduction="sum_over_batch_size",
-                 name="symmetric_lovasz_loss", dtype=None):
-        super().__init__(per_image, ignore_index, reduction, name, dtype)
+    _symmetric = True
 
-    def _loss(self, y_true, y_pred, sample_weight=None):
-        return _lovasz_binary(type(self).__name__, True, y_true, y_pred, self.per_image,
-                              self.ignore_index, sample_weight)
+    def __init__(self, per_image=True, ignore_index=None, jaccard_set="sample",
+                 reduction="sum_over_batch_size", name="symmetric_lovasz_loss", dtype=None):
+        super().__init__(per_image, ignore_index, jaccard_set, reduction, name, dtype)
 
 
 @register
 class LovaszSoftmaxLoss(_OverlapLossBase):
     """Lovász-Softmax loss for multi-class segmentation; see :func:`lovasz_softmax`.
 
+    ``average_over`` was called ``classes`` before: the old keyword (and a saved config that
+    holds it) still works, with a ``DeprecationWarning``.
+
     Example:
-        >>> model.compile(loss=LovaszSoftmaxLoss(classes="present", ignore_index=255))
+        >>> loss = LovaszSoftmaxLoss(average_over="present", ignore_index=255)
+        >>> labels = np.array([[[0, 1], [2, 255]]])
+        >>> logits = np.array([[[[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+        ...                     [[0.0, 0.0, 0.5], [0.0, 0.0, 0.0]]]])
+        >>> round(float(loss(labels, logits)), 4)
+        0.4052
     """
 
-    _arguments = ("classes", "per_image", "ignore_index", "from_logits")
+    _arguments = ("average_over", "per_image", "ignore_index", "from_logits")
 
-    def __init__(self, classes="present", per_image=False, ignore_index=None, from_logits=True,
-                 reduction="sum_over_batch_size", name="lovasz_softmax_loss", dtype=None):
+    def __init__(self, average_over="present", per_image=False, ignore_index=None,
+                 from_logits=True, reduction="sum_over_batch_size", name="lovasz_softmax_loss",
+                 dtype=None, *, classes=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         owner = type(self).__name__
-        self.classes = _check_classes(owner, classes)
+        self.average_over = _check_average_over(
+            owner, _renamed_classes(owner, average_over, classes))
         self.per_image = check_flag(owner, "per_image", per_image)
         self.ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
         self.from_logits = check_flag(owner, "from_logits", from_logits)
 
     def _loss(self, y_true, y_pred, sample_weight=None):
-        return _lovasz_softmax(type(self).__name__, y_true, y_pred, self.classes,
+        return _lovasz_softmax(type(self).__name__, y_true, y_pred, self.average_over,
                                self.per_image, self.ignore_index, self.from_logits,
                                sample_weight)

@@ -20,7 +20,9 @@ from keras import ops
 from keras_seg_extras._common import (
     as_float32,
     check_choice,
+    check_flag,
     check_number,
+    epsilon,
     check_optional_int,
     fail,
     nan_if_any_nan,
@@ -57,7 +59,7 @@ def _weighted_tilted_mean(values, weights, t, axis):
     exponent = ops.where(active, t * (values - reference), ops.zeros_like(values))
     inner = ops.sum(weights * ops.expm1(exponent), axis=axis) / safe_total
     # inner lies in (-1, 0]: the reference entry contributes expm1(0) = 0.
-    inner = ops.maximum(inner, -1.0 + 1e-7)
+    inner = ops.maximum(inner, -1.0 + epsilon())
     value = ops.squeeze(reference, axis=axis) + ops.log1p(inner) / t
     return ops.where(has_any, value, ops.zeros_like(value)), total
 
@@ -139,8 +141,8 @@ def tilted_cross_entropy(y_true, y_pred, t=1.0, level="image", from_logits=True,
     t = check_number(owner, "t", t)
     check_choice(owner, "level", level, _LEVELS)
     ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
-    return _tilted(owner, y_true, y_pred, t, level, bool(from_logits), ignore_index,
-                   sample_weight)
+    return _tilted(owner, y_true, y_pred, t, level, check_flag(owner, "from_logits", from_logits),
+                   ignore_index, sample_weight)
 
 
 def _tilted(owner, y_true, y_pred, t, level, from_logits, ignore_index, sample_weight):
@@ -174,12 +176,12 @@ def _tilted_value(owner, per_class, targets, valid, t, level, sample_weight):
         return value
     # level == "class": (B, C) per-class mean CE over the pixels of that class.
     class_count = ops.sum(targets, axis=(1, 2))
-    class_loss = ops.sum(per_class, axis=(1, 2)) / ops.maximum(class_count, 1e-12)
+    class_loss = ops.sum(per_class, axis=(1, 2)) / ops.maximum(class_count, epsilon())
     present = ops.cast(class_count > 0, "float32")
     per_image, present_total = _weighted_tilted_mean(class_loss, present, t, axis=1)
     weights = image_weight * ops.cast(present_total > 0, "float32")
     total = ops.sum(weights)
-    value = ops.sum(weights * per_image) / ops.maximum(total, 1e-12)
+    value = ops.sum(weights * per_image) / ops.maximum(total, epsilon())
     return ops.where(total > 0, value, ops.zeros_like(value))
 
 
@@ -221,12 +223,13 @@ class TiltedCrossEntropy(keras.losses.Loss):
     """
 
     def __init__(self, t=1.0, level="image", from_logits=True, ignore_index=None,
-                 name="tilted_cross_entropy", dtype=None):
-        super().__init__(name=name, dtype=dtype)
+                 name="tilted_cross_entropy", dtype=None, reduction="sum_over_batch_size"):
         owner = type(self).__name__
+        check_choice(owner, "reduction", reduction, ("sum_over_batch_size",))
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.t = check_number(owner, "t", t)
         self.level = check_choice(owner, "level", level, _LEVELS)
-        self.from_logits = bool(from_logits)
+        self.from_logits = check_flag(owner, "from_logits", from_logits)
         self.ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
@@ -240,6 +243,7 @@ class TiltedCrossEntropy(keras.losses.Loss):
                        self.from_logits, self.ignore_index, None)
 
     def get_config(self):
-        return {"name": self.name, "t": self.t, "level": self.level,
-                "from_logits": self.from_logits, "ignore_index": self.ignore_index,
-                "dtype": self.dtype}
+        config = super().get_config()
+        config.update(t=self.t, level=self.level, from_logits=self.from_logits,
+                      ignore_index=self.ignore_index)
+        return config

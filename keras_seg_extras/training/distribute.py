@@ -9,7 +9,7 @@ import os
 
 from keras_seg_extras._common import fail
 
-OWNER = "strategy"
+_OWNER = "strategy"
 
 
 def _cluster_size(raw):
@@ -17,15 +17,15 @@ def _cluster_size(raw):
     try:
         config = json.loads(raw)
     except json.JSONDecodeError as error:
-        fail(OWNER, "TF_CONFIG", raw, f"must be JSON ({error})")
+        fail(_OWNER, "TF_CONFIG", raw, f"must be JSON ({error})")
     if not isinstance(config, dict):
-        fail(OWNER, "TF_CONFIG", raw, "must be a JSON object")
+        fail(_OWNER, "TF_CONFIG", raw, "must be a JSON object")
     cluster = config.get("cluster") or {}
     if not isinstance(cluster, dict):
-        fail(OWNER, "TF_CONFIG", raw, "must have a `cluster` object")
+        fail(_OWNER, "TF_CONFIG", raw, "must have a `cluster` object")
     tasks = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
     if tasks > 1 and not isinstance(config.get("task"), dict):
-        fail(OWNER, "TF_CONFIG", raw, "must name this process's `task` (type and index)")
+        fail(_OWNER, "TF_CONFIG", raw, "must name this process's `task` (type and index)")
     return tasks
 
 
@@ -50,9 +50,13 @@ def strategy(communication="auto"):
         A ``tf.distribute.Strategy``.
 
     Example:
-        >>> with kse.training.strategy().scope():
-        ...     model = build_model()
-        ...     model.compile(...)
+        >>> import keras
+        >>> with strategy().scope():   # one CPU here: the default strategy
+        ...     inputs = keras.Input((3,))
+        ...     model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+        ...     model.compile(optimizer="adam", loss="mse")
+        >>> strategy().num_replicas_in_sync >= 1
+        True
     """
     import tensorflow as tf
 
@@ -60,7 +64,7 @@ def strategy(communication="auto"):
                "ring": tf.distribute.experimental.CommunicationImplementation.RING,
                "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL}
     if communication not in choices:
-        fail(OWNER, "communication", communication, "must be one of 'auto', 'ring', 'nccl'")
+        fail(_OWNER, "communication", communication, "must be one of 'auto', 'ring', 'nccl'")
     raw = os.environ.get("TF_CONFIG", "").strip()
     if raw and _cluster_size(raw) > 1:
         options = tf.distribute.experimental.CommunicationOptions(

@@ -1,7 +1,7 @@
 """Multi-resolution ("progressive") training in stages, resumable mid-stage.
 
-Paper 003, section 4.1.2 and Fig. 9: train at 256 px, then continue with the same weights
-at 512 px and 768 px, each stage with its own batch size, gradient accumulation, loss and
+The "SIIM-ACR Pneumothorax Segmentation" work report (2019), section 4.1.2 and Fig. 9: train
+at 256 px, then continue with the same weights at 512 px and 768 px, each stage with its own batch size, gradient accumulation, loss and
 learning rate (4.1.3, 4.1.6, 4.1.7), SWA over the last epochs of the last stage. A fully
 convolutional model (spatial input dims ``None``) keeps its weights from stage to stage.
 
@@ -20,12 +20,10 @@ from typing import Any, Callable, Optional, Sequence
 import keras
 
 from keras_seg_extras._common import check_number, fail
-from keras_seg_extras.training.accumulation import (
-    accumulating_optimizer,
-    set_batchnorm_momentum_for_accumulation,
-)
+from keras_seg_extras.training.accumulation import accumulating_optimizer
+from keras_seg_extras.training.batchnorm import set_batchnorm_momentum_for_accumulation
 
-OWNER = "ProgressiveTrainer"
+_OWNER = "ProgressiveTrainer"
 
 
 @dataclasses.dataclass
@@ -34,7 +32,7 @@ class Stage:
 
     Attributes:
         image_size: side length in pixels, or ``(height, width)``; each a multiple of 32
-            (the five stride-2 levels of the U-Net encoders; paper 003, 4.1.2).
+            (the five stride-2 levels of the U-Net encoders; SIIM-ACR report, 4.1.2).
         epochs: number of epochs of this stage (>= 1).
         batch_size: micro-batch passed to the dataset factories (the global batch under a
             distribution strategy).
@@ -43,7 +41,7 @@ class Stage:
             or a callable ``f(total_updates) -> float | LearningRateSchedule`` that receives
             the stage's number of applied updates (epochs x ceil(steps / accumulation)),
             e.g. ``lambda total: CosineAnnealingWithWarmup(5e-4, total)``.
-        accumulation_steps: micro-batches per update (paper 003: 8 at 512 px, 12 at 768 px).
+        accumulation_steps: micro-batches per update (SIIM-ACR report: 8 at 512 px, 12 at 768 px).
             The effective batch is ``batch_size x accumulation_steps``.
         optimizer: ``None`` (Adam, the report's), an optimizer name, or a callable
             ``f(learning_rate) -> optimizer``. Wrapped for accumulation by the trainer.
@@ -52,6 +50,12 @@ class Stage:
         scale_batchnorm_momentum: set BatchNorm momentum to ``m ** (1 / accumulation_steps)``
             for this stage (see ``set_batchnorm_momentum_for_accumulation``).
         name: label used in logs (default ``"stage<k>_<size>px"``).
+
+    Example:
+        >>> stage = Stage(512, epochs=50, batch_size=4, loss="binary_crossentropy",
+        ...               learning_rate=5e-4, accumulation_steps=8)
+        >>> stage.batch_size * stage.accumulation_steps   # the effective batch
+        32
     """
 
     image_size: Any
@@ -148,34 +152,39 @@ class ProgressiveTrainer:
         verbose: ``fit`` verbosity.
 
     Example:
-        >>> trainer = ProgressiveTrainer(
-        ...     model,
-        ...     stages=[Stage(256, epochs=75, batch_size=16, loss=bce_dice, learning_rate=1e-3),
-        ...             Stage(512, epochs=50, batch_size=4, accumulation_steps=8, loss=dice,
-        ...                   learning_rate=lambda n: CosineAnnealingWithWarmup(1e-3, n))],
-        ...     train_data=make_train, validation_data=make_val, checkpoint_dir="ckpt")
-        >>> histories = trainer.fit()
+        >>> import numpy as np, tensorflow as tf
+        >>> inputs = keras.Input((None, None, 1))   # fully convolutional: any size
+        >>> model = keras.Model(inputs, keras.layers.Conv2D(1, 1)(inputs))
+        >>> def make_train(size, batch_size):
+        ...     x = np.ones((4, size, size, 1), "float32")
+        ...     return tf.data.Dataset.from_tensor_slices((x, x)).batch(batch_size)
+        >>> trainer = ProgressiveTrainer(model, stages=[
+        ...     Stage(32, epochs=1, batch_size=2, loss="mse", learning_rate=1e-2),
+        ...     Stage(64, epochs=2, batch_size=1, accumulation_steps=2, loss="mse",
+        ...           learning_rate=1e-3)], train_data=make_train, verbose=0)
+        >>> [len(history.history["loss"]) for history in trainer.fit()], trainer.epoch_range(1)
+        ([1, 2], (1, 3))
     """
 
     def __init__(self, model, stages, train_data, validation_data=None, callbacks=(),
                  metrics=None, checkpoint_dir=None, strategy=None, compile_kwargs=None,
                  verbose=1):
         if not isinstance(model, keras.Model):
-            fail(OWNER, "model", model, "must be a keras.Model")
+            fail(_OWNER, "model", model, "must be a keras.Model")
         self.model = model
         if not stages:
-            fail(OWNER, "stages", stages, "must hold at least one Stage")
+            fail(_OWNER, "stages", stages, "must hold at least one Stage")
         for index, stage in enumerate(stages):
             if not isinstance(stage, Stage):
-                fail(OWNER, "stages", stage, "must hold Stage objects")
+                fail(_OWNER, "stages", stage, "must hold Stage objects")
             stage.validate(index)
         self.stages = list(stages)
         self._check_fully_convolutional()
         if not callable(train_data):
-            fail(OWNER, "train_data", train_data,
+            fail(_OWNER, "train_data", train_data,
                  "must be a callable (image_size, batch_size) -> dataset")
         if validation_data is not None and not callable(validation_data):
-            fail(OWNER, "validation_data", validation_data,
+            fail(_OWNER, "validation_data", validation_data,
                  "must be a callable (image_size, batch_size) -> dataset")
         self.train_data, self.validation_data = train_data, validation_data
         self.callbacks = list(callbacks or ())
@@ -190,13 +199,13 @@ class ProgressiveTrainer:
     def _check_fully_convolutional(self):
         for shape in [tuple(t.shape) for t in self.model.inputs]:
             if len(shape) != 4:
-                fail(OWNER, "model", f"input shape {shape}", "must take images (B, H, W, C)")
+                fail(_OWNER, "model", f"input shape {shape}", "must take images (B, H, W, C)")
             for stage in self.stages:
                 size = stage.image_size
                 sizes = (size, size) if not isinstance(size, tuple) else size
                 for have, want in zip(shape[1:3], sizes):
                     if have is not None and have != want:
-                        fail(OWNER, "model", f"input shape {shape}",
+                        fail(_OWNER, "model", f"input shape {shape}",
                              "must have undefined spatial dims (None, None) to change "
                              f"resolution (stage {stage.name} needs {sizes})")
 
@@ -296,7 +305,7 @@ class ProgressiveTrainer:
         state = self.progress()
         if state is not None:
             if not 0 <= state["stage"] < len(self.stages):
-                fail(OWNER, "checkpoint_dir", self.checkpoint_dir,
+                fail(_OWNER, "checkpoint_dir", self.checkpoint_dir,
                      f"holds progress for stage {state['stage']} but there are "
                      f"{len(self.stages)} stages")
             load = True
@@ -338,7 +347,7 @@ class ProgressiveTrainer:
             self.model.load_weights(self._weights_path)
             initial = resume_epoch
         if self.verbose:
-            print(f"{OWNER}: {stage.name} epochs {initial}..{end - 1}, batch {stage.batch_size}"
+            print(f"{_OWNER}: {stage.name} epochs {initial}..{end - 1}, batch {stage.batch_size}"
                   f" x accumulation {stage.accumulation_steps}")
         history = self.model.fit(train, validation_data=validation, epochs=end,
                                  initial_epoch=initial, steps_per_epoch=stage.steps_per_epoch,

@@ -19,7 +19,8 @@ from keras_seg_extras._common import check_number, fail, register
 class CosineAnnealingWithWarmup(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up, then cosine annealing to a final learning rate, per optimizer step.
 
-    The schedule of paper 003 (section 4.1.7, Fig. 11: cosine annealing over 45 epochs from
+    The schedule of the "SIIM-ACR Pneumothorax Segmentation" work report (2019; section
+    4.1.7, Fig. 11: cosine annealing over 45 epochs from
     an initial learning rate of 5e-4), with an optional linear warm-up. For step ``s``
     (0-based count of applied updates), warm-up length ``W`` and total length ``T``::
 
@@ -92,8 +93,11 @@ class CyclicCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     The optimizer step ``s`` (0-based applied updates) is ``t - 1``. Each cycle restarts at
     ``alpha_0`` and anneals towards 0; a snapshot is taken at the end of each cycle (see
-    :class:`keras_seg_extras.callbacks.SnapshotEnsemble`). Paper 000 (section 2.4) uses
-    snapshot ensembles for the LADI models.
+    :class:`keras_seg_extras.callbacks.SnapshotEnsemble`). The schedule of Huang, Li, Pleiss,
+    Liu, Hopcroft and Weinberger, "Snapshot Ensembles: Train 1, Get M for Free", ICLR 2017
+    (eq. 2), a restart form of Loshchilov and Hutter's SGDR (ICLR 2017); Okazaki, Kong,
+    Klinkigt and Yoshinaga, "Hitachi at TRECVID DSDI 2020" (2020, section 2.4) use snapshot
+    ensembles for the LADI models.
 
     Args:
         max_learning_rate: ``alpha_0`` > 0.

@@ -60,6 +60,14 @@ def inputs(kind, seed=0):
         y_true = rng.choice([0.0, 0.25, 0.5, 0.75, 1.0], (8, 4)).astype("float32")
         y_true[0] = [1, 0, 0, 0]
         return y_true, (rng.random((8, 4)) * 0.98 + 0.01).astype("float32")
+    if kind == "multilabel_soft":  # soft segmentation targets (label smoothing, agreement)
+        y_true, y_pred = _binary(seed, channels=3)
+        y_true = np.where(rng.random(y_true.shape) < 0.5, y_true, rng.random(y_true.shape))
+        return y_true.astype("float32"), y_pred
+    if kind == "multilabel_hard":  # (B, C) {0, 1} multi-label targets and logits
+        y_true = (rng.random((8, 4)) < 0.4).astype("float32")
+        y_true[0], y_true[1] = 0.0, 1.0  # a sample with no label, one with every label
+        return y_true, rng.normal(0.0, 2.0, (8, 4)).astype("float32")
     if kind == "auxiliary":
         # Targets 0, 1; auxiliary outputs 2, 3; label 7 is a foreign class. Every foreign
         # pixel is predicted as an auxiliary class, so Algorithm 1 draws nothing at random
@@ -76,7 +84,7 @@ def faulty_targets(kind):
     """``y_true`` of ``kind`` with one value no loss or metric may accept; None if none exists."""
     y_true, _ = inputs(kind)
     y_true = y_true.copy()
-    if kind in ("binary", "binary_logits", "multilabel"):
+    if kind in ("binary", "binary_logits", "multilabel", "multilabel_soft"):
         y_true[1, 0, 0, 0] = 2.0
     elif kind == "multiclass":
         y_true[1, 0, 0] = 3  # == num_classes
@@ -86,6 +94,8 @@ def faulty_targets(kind):
         y_true[1, 0, 0] = [1.5, 0.0, 0.0]
     elif kind == "multilabel_scores":
         y_true[1, 0] = 1.5
+    elif kind == "multilabel_hard":
+        y_true[2, 0] = 0.5  # a soft target: the Lovász extension has no value there
     else:
         return None
     return y_true
@@ -127,6 +137,9 @@ def _losses():
         **_overlap([("binary", "binary"), ("binary", "binary_logits"),
                     ("multilabel", "multilabel"), ("multiclass", "multiclass"),
                     ("multiclass", "onehot")]),
+        "DiceLoss_soft_batch": (lambda: L.DiceLoss("multilabel", soft=True), "multilabel_soft"),
+        "JaccardLoss_soft_per_image": (lambda: L.JaccardLoss("multilabel", per_image=True,
+                                                             soft=True), "multilabel_soft"),
         "DiceLoss_ignore": (lambda: L.DiceLoss("multiclass", from_logits=True,
                                                ignore_index=IGNORE), "multiclass_ignore"),
         "BCEDiceLoss": (lambda: L.BCEDiceLoss(), "binary"),
@@ -142,10 +155,14 @@ def _losses():
                                           "binary_logits"),
         "SymmetricLovaszLoss_batch": (lambda: L.SymmetricLovaszLoss(per_image=False),
                                       "binary_logits"),
+        **{f"SymmetricLovaszLoss_multilabel_{s}": (
+            (lambda s=s: L.SymmetricLovaszLoss(jaccard_set=s)), "multilabel_hard")
+           for s in ("sample", "class", "batch")},
+        "LovaszHingeLoss_multilabel": (lambda: L.LovaszHingeLoss(), "multilabel_hard"),
         "LovaszSoftmaxLoss_batch": (lambda: L.LovaszSoftmaxLoss(), "multiclass"),
         "LovaszSoftmaxLoss_per_image": (lambda: L.LovaszSoftmaxLoss(per_image=True),
                                         "multiclass"),
-        "LovaszSoftmaxLoss_list": (lambda: L.LovaszSoftmaxLoss(classes=[0, 2]), "multiclass"),
+        "LovaszSoftmaxLoss_list": (lambda: L.LovaszSoftmaxLoss(average_over=[0, 2]), "multiclass"),
         "LovaszSoftmaxLoss_ignore": (lambda: L.LovaszSoftmaxLoss(ignore_index=IGNORE),
                                      "multiclass_ignore"),
         "LovaszSoftmaxLoss_onehot": (lambda: L.LovaszSoftmaxLoss(from_logits=False), "onehot"),

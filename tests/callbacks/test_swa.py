@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from tests.training.replicas import two_cpu_replicas
 
-from keras_seg_extras.callbacks import StochasticWeightAveraging, recompute_batchnorm_statistics
+from keras_seg_extras.callbacks import StochasticWeightAveraging
 from keras_seg_extras.models.small_unet import small_unet
 from keras_seg_extras.training import accumulating_optimizer
 
@@ -67,11 +67,14 @@ def test_swa_weights_are_the_mean_of_epoch_snapshots(rng, tmp_path):
     model = _model()
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy",
                   jit_compile=False)
+    weights_before, layers_before = len(model.weights), len(model.layers)
     snapshots = Snapshots(start_epoch=2)
     swa = StochasticWeightAveraging(start_epoch=2, keep_raw_weights=True)
     model.fit(x, y, batch_size=4, epochs=4, shuffle=False, verbose=0,
               callbacks=[snapshots, swa])
     assert swa.count == 2
+    # The state rides along as an untracked attribute: no model weight, no layer added.
+    assert (len(model.weights), len(model.layers)) == (weights_before, layers_before)
     _assert_mean_of(model, snapshots.taken)
     # The raw weights are kept and differ from the average.
     raw = swa.raw_weights
@@ -117,23 +120,6 @@ def _features(model, x):
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     extractor = keras.Model(model.inputs, [layer.input for layer in bns])
     return bns, [np.asarray(f, "float64") for f in extractor(x, training=True)]
-
-
-def test_batchnorm_statistics_are_exact_pooled_moments(rng):
-    model = _model(unet=True)
-    batches = [rng.normal(size=(n, SIZE, SIZE, 1)).astype("float32") * 2 + 1 for n in (4, 4, 3)]
-    result = recompute_batchnorm_statistics(model, [(b, None) for b in batches])
-    moving = _moving(model)
-    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    assert len(result) == len(bns) == 6
-    per_batch = [_features(model, b)[1] for b in batches]
-    for i, bn in enumerate(bns):
-        pooled = np.concatenate([f[i].reshape(-1, f[i].shape[-1]) for f in per_batch])
-        np.testing.assert_allclose(moving[i][0], pooled.mean(0), atol=1e-5, rtol=0)
-        np.testing.assert_allclose(moving[i][1], pooled.var(0), atol=1e-5, rtol=1e-5)
-        np.testing.assert_allclose(result[bn.name][0], moving[i][0])
-    # The layers' own call is restored afterwards.
-    assert "call" not in bns[0].__dict__
 
 
 def test_swa_end_of_training_reestimates_batchnorm(rng):
@@ -227,11 +213,6 @@ def test_bad_arguments_and_config():
         StochasticWeightAveraging(0, update_every="batch")
     with pytest.raises(ValueError, match="`name`"):
         StochasticWeightAveraging(0, name="a b")
-    with pytest.raises(ValueError, match="recompute_batchnorm_statistics: `data`"):
-        recompute_batchnorm_statistics(_model(), np.zeros((2, SIZE, SIZE, 1)))
-    infinite = tf.data.Dataset.from_tensors(np.zeros((1, SIZE, SIZE, 1), "float32")).repeat()
-    with pytest.raises(ValueError, match="`steps`.*infinite"):
-        recompute_batchnorm_statistics(_model(), infinite)
     swa = StochasticWeightAveraging(3, update_every=10, keep_raw_weights=True)
     clone = StochasticWeightAveraging(**swa.get_config())
     assert clone.get_config() == swa.get_config()

@@ -153,3 +153,44 @@ def test_errors():
     ds = pipeline.segmentation_dataset(images, masks, 2, 32, augment=A.Resize(16, 16))
     with pytest.raises(Exception, match="must keep the size 32x32"):
         _collect(ds)
+
+
+def test_dihedral_copies_are_the_eight_symmetries_and_keep_masks_aligned():
+    images, masks = _pattern(n=3, size=12)
+    got_x, got_y = augment.dihedral_copies(images, masks)
+    assert got_x.shape == (24, 12, 12, 3) and got_y.shape == (24, 12, 12)
+    assert got_x.flags["C_CONTIGUOUS"] and got_y.dtype == masks.dtype
+
+    def symmetry(a, k, mirror):  # independent: quarter turns by transposes and flips
+        for _ in range(k):
+            a = a.swapaxes(0, 1)[::-1]
+        return a[:, ::-1] if mirror else a
+
+    for index, (k, mirror) in enumerate([(k, m) for m in (False, True) for k in range(4)]):
+        for n in range(3):
+            np.testing.assert_array_equal(got_x[index * 3 + n], symmetry(images[n], k, mirror))
+            np.testing.assert_array_equal(got_y[index * 3 + n], symmetry(masks[n], k, mirror))
+    # Eight distinct copies of an asymmetric tile; the mask still marks the bright pixels.
+    assert len({got_x[i * 3].tobytes() for i in range(8)}) == 8
+    np.testing.assert_array_equal(got_x[..., 0] > 127, got_y == 1)
+    with pytest.raises(ValueError, match=r"dihedral_copies: `images`.*square"):
+        augment.dihedral_copies(images[:, :6], masks[:, :6])
+    with pytest.raises(ValueError, match=r"dihedral_copies: `masks`.*must match"):
+        augment.dihedral_copies(images, masks[:2])
+
+
+def test_read_images_rgb_resized_with_clear_errors(tmp_path):
+    image = np.zeros((10, 20, 3), np.uint8)
+    image[:, :10] = (255, 0, 0)  # BGR: blue left half
+    image[:, 10:] = (0, 0, 255)  # red right half
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    cv2.imwrite(str(tmp_path / "b.jpg"), np.full((6, 6, 3), 128, np.uint8))
+    pixels = pipeline.read_images(["a.png", str(tmp_path / "b.jpg")], 4, root=str(tmp_path))
+    assert pixels.shape == (2, 4, 4, 3) and pixels.dtype == np.uint8
+    np.testing.assert_array_equal(pixels[0, :, 0], np.tile([0, 0, 255], (4, 1)))  # RGB order
+    np.testing.assert_array_equal(pixels[0, :, -1], np.tile([255, 0, 0], (4, 1)))
+    assert np.all(np.abs(pixels[1].astype(int) - 128) <= 2)
+    with pytest.raises(ValueError, match=r"read_images: `paths` must name readable.*missing"):
+        pipeline.read_images(["missing.png"], 4, root=str(tmp_path))
+    with pytest.raises(ValueError, match=r"read_images: `paths`.*non-empty"):
+        pipeline.read_images("a.png", 4)

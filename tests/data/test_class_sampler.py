@@ -5,7 +5,14 @@ import pytest
 import tensorflow as tf
 from scipy import stats
 
-from keras_seg_extras.data import class_sampled_dataset, index_class_presence
+from keras_seg_extras.data import (
+    class_pixel_counts,
+    class_sampled_dataset,
+    index_class_presence,
+    indexed_dataset,
+    majority_class_confusion,
+    resize_and_flip,
+)
 
 K = 5
 
@@ -180,3 +187,76 @@ def test_errors(rng):
         class_sampled_dataset(labels, labels, K, 0, ignore_index=255)
     with pytest.raises(ValueError, match=r"`images`.*shape \(3,\)"):
         class_sampled_dataset(np.zeros(3), labels, K, 2)
+
+
+def test_class_pixel_counts_arrays_and_png_files(tmp_path, rng):
+    labels = _labels(rng).astype("uint8")
+    kept = labels[labels != 255].ravel()
+    expected = np.array([np.sum(kept == c) for c in range(K)])
+    np.testing.assert_array_equal(class_pixel_counts(labels, K, ignore_index=255), expected)
+    assert expected[4] == 0 and expected.sum() == kept.size
+    paths = []
+    for n, label in enumerate(labels[:6]):
+        paths.append(str(tmp_path / f"label{n}.png"))
+        tf.io.write_file(paths[-1], tf.io.encode_png(label[..., None]))
+    small = labels[:6][labels[:6] != 255].ravel()
+    np.testing.assert_array_equal(class_pixel_counts(paths, K, ignore_index=255),
+                                  [np.sum(small == c) for c in range(K)])
+    with pytest.raises(ValueError, match=r"class_pixel_counts: labels of image 5 hold values "
+                                         r"\[255\] outside \[0, 5\)"):
+        class_pixel_counts(labels, K)
+    with pytest.raises(ValueError, match="class_pixel_counts: `num_classes`"):
+        class_pixel_counts(labels, 0)
+
+
+def test_majority_class_confusion_scores_the_constant_prediction():
+    truth = np.array([2, 3, 4, 0])
+    matrix = majority_class_confusion(np.array([5, 9, 1, 9]), truth)  # ties: the first
+    expected = np.zeros((4, 4), "int64")
+    expected[:, 1] = truth
+    np.testing.assert_array_equal(matrix, expected)
+    # IoU of the constant model: only class 1 can score, 3 / (2 + 3 + 4).
+    tp = np.diag(matrix)
+    union = matrix.sum(0) + matrix.sum(1) - tp
+    assert tp[1] / union[1] == pytest.approx(3 / 9)
+    with pytest.raises(ValueError, match="majority_class_confusion: `truth_counts`.*match"):
+        majority_class_confusion([1, 2], [1, 2, 3])
+    with pytest.raises(ValueError, match="majority_class_confusion: `train_counts`"):
+        majority_class_confusion([0.5, 1.0], [1, 2])
+
+
+def test_resize_and_flip_keeps_pairs_aligned_and_label_ids():
+    image = tf.reshape(tf.range(4 * 6, dtype=tf.float32), (4, 6, 1))
+    label = tf.cast(image, tf.int32)
+    fixed = resize_and_flip((2, 3), flip=False)
+    small_image, small_label = fixed(image, label)
+    assert small_image.shape == (2, 3, 1) and small_label.shape == (2, 3, 1)
+    assert set(np.unique(small_label.numpy())) <= set(range(24))  # nearest: ids stay ids
+    tf.random.set_seed(0)
+    mirrored = resize_and_flip((4, 6), flip=True)
+    outcomes = set()
+    for _ in range(12):
+        out_image, out_label = mirrored(image, label)
+        np.testing.assert_array_equal(out_image.numpy(), out_label.numpy())  # flipped together
+        outcomes.add(bool(out_label.numpy()[0, 0, 0] == 5))
+    assert outcomes == {True, False}
+    with pytest.raises(ValueError, match=r"resize_and_flip: `size`"):
+        resize_and_flip(64)
+    with pytest.raises(ValueError, match=r"resize_and_flip: `flip`"):
+        resize_and_flip((4, 4), flip=1)
+
+
+def test_indexed_dataset_every_image_once_or_shuffled_forever(rng):
+    labels = _labels(rng, n=7)
+    images = _images_tagged(labels)
+    once = [x.numpy()[:, 0, 0, 0] for x, _ in indexed_dataset(images, labels, 3, shuffle=False,
+                                                              repeat=False)]
+    np.testing.assert_allclose(np.concatenate(once) * 255, np.arange(7), atol=1e-4)
+    assert [len(b) for b in once] == [3, 3, 1]
+    stream = indexed_dataset(images, labels, 3, seed=1).take(7)  # 21 draws: 3 passes
+    drawn = np.rint(np.concatenate([x.numpy()[:, 0, 0, 0] for x, _ in stream]) * 255)
+    assert all(len(b) == 3 for b in np.split(drawn, 7))
+    np.testing.assert_array_equal(np.sort(drawn[:7]), np.arange(7))  # a pass is a permutation
+    assert not np.array_equal(drawn[:7], np.arange(7))
+    with pytest.raises(ValueError, match="indexed_dataset: `repeat`"):
+        indexed_dataset(images, labels, 3, repeat="yes")

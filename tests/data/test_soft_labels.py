@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from keras_seg_extras.data import soft_labels_from_csv, soft_labels_from_votes
+from keras_seg_extras.data import (
+    class_presence_counts,
+    constant_prior_scores,
+    none_class_weights,
+    region_soft_labels,
+    soft_labels_from_csv,
+    soft_labels_from_votes,
+)
 
 
 def ref_soft(counts):
@@ -87,3 +94,53 @@ def test_csv_errors(tmp_path):
         soft_labels_from_csv(path, label_column="tag")
     with pytest.raises(ValueError, match=r"`path`.*existing CSV"):
         soft_labels_from_csv(tmp_path / "missing.csv")
+
+
+def test_region_soft_labels_against_reference(rng):
+    maps = rng.integers(0, 5, (6, 7, 7))
+    maps[:, :, :] = np.where(maps == 3, 0, maps)  # region 3 never shows
+    got = region_soft_labels(maps[..., None], num_regions=4)
+    expected = np.zeros((6, 4))
+    for r in range(1, 5):
+        areas = np.array([(m == r).sum() for m in maps], dtype="float64")
+        if areas.max() > 0:
+            expected[:, r - 1] = areas / areas.max()
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert got.dtype == np.float32 and np.all(got[:, 2] == 0)
+    np.testing.assert_array_equal(region_soft_labels(np.zeros((2, 3, 3), int), 2), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"region_soft_labels: `region_maps`.*\[0, 4\]"):
+        region_soft_labels(maps + 1, num_regions=4)
+    with pytest.raises(ValueError, match="region_soft_labels: `region_maps`.*integer"):
+        region_soft_labels(maps.astype("float32"), num_regions=4)
+    with pytest.raises(ValueError, match=r"region_soft_labels: `region_maps`.*\(N, H, W\)"):
+        region_soft_labels(maps[0], num_regions=4)
+
+
+def test_class_statistics_against_reference(rng):
+    labels = rng.choice([0.0, 0.25, 1.0], size=(9, 5))
+    labels[:, 3] = 0.0  # a class that never appears
+    expected = np.array([sum(1 for row in labels if row[c] > 0) for c in range(5)])
+    np.testing.assert_array_equal(class_presence_counts(labels, minimum=0), expected)
+    np.testing.assert_array_equal(class_presence_counts(labels), np.maximum(expected, 1))
+    prior = constant_prior_scores(labels, num_samples=4)
+    assert prior.shape == (4, 5) and prior.dtype == np.float32
+    np.testing.assert_allclose(prior, np.tile(labels.sum(0) / 9, (4, 1)), rtol=1e-6)
+    for function, argument in ((class_presence_counts, "soft_labels"),
+                               (lambda y: constant_prior_scores(y, 2), "train_labels")):
+        with pytest.raises(ValueError, match=f"`{argument}`.*in \\[0, 1\\]"):
+            function(labels * 2)
+        with pytest.raises(ValueError, match=f"`{argument}`.*\\(N, C\\)"):
+            function(labels[0])
+    with pytest.raises(ValueError, match="constant_prior_scores: `num_samples`"):
+        constant_prior_scores(labels, 0)
+
+
+def test_none_class_weights_by_name_or_index():
+    names = ["damage: none", "flood", "smoke"]
+    assert none_class_weights(names, [], 0.1) is None
+    assert none_class_weights(names, ["damage: none"], 0.1) == [0.1, 1.0, 1.0]
+    assert none_class_weights(names, ["2", 1], 0.01) == [1.0, 0.01, 0.01]
+    with pytest.raises(ValueError, match="none_class_weights: `none_classes`.*below 3.*'fog'"):
+        none_class_weights(names, ["fog"], 0.1)
+    with pytest.raises(ValueError, match="none_class_weights: `multiplier`"):
+        none_class_weights(names, ["flood"], -1)

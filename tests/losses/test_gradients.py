@@ -176,7 +176,7 @@ def _lovasz_hinge_functions():
 
 def _lovasz_softmax_case(seed, classes, per_image, ignore=False, absent=False):
     labels, logits = _multiclass(seed, ignore=ignore, absent_class=absent)
-    loss = L.LovaszSoftmaxLoss(classes=classes, per_image=per_image,
+    loss = L.LovaszSoftmaxLoss(average_over=classes, per_image=per_image,
                                ignore_index=IGNORE if ignore else None)
     return (lambda x: loss(labels, x),
             lambda x: R.lovasz_softmax(labels, x, classes, per_image, IGNORE if ignore else None),
@@ -193,7 +193,7 @@ case("LovaszSoftmaxLoss")(lambda: _lovasz_softmax_case(23, "all", False, absent=
 def _lovasz_softmax_function():
     labels, logits = _multiclass(24, ignore=True)
     c = _coefficients(SHAPE[0])
-    return (lambda x: keras.ops.sum(L.lovasz_softmax(labels, x, classes=[0, 2], per_image=True,
+    return (lambda x: keras.ops.sum(L.lovasz_softmax(labels, x, average_over=[0, 2], per_image=True,
                                                      ignore_index=IGNORE) * c.astype("float32")),
             lambda x: sum(c[b] * R.lovasz_softmax(labels[b:b + 1], x[b:b + 1], [0, 2], True,
                                                   IGNORE) for b in range(SHAPE[0])),
@@ -394,7 +394,7 @@ def test_gradient_matches_finite_differences_of_reference(build):
 
 
 #: Public callables of keras_seg_extras.losses that are not losses (no gradient to check).
-NOT_LOSSES = {"auxiliary_class_labels", "class_balanced_weights"}
+NOT_LOSSES = {"auxiliary_class_labels", "chessboard_weights", "class_balanced_weights"}
 
 
 def test_every_public_loss_has_a_gradient_case():

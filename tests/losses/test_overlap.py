@@ -327,7 +327,7 @@ def test_low_precision_and_extreme_inputs_give_finite_values_and_gradients(rng, 
     L.JaccardLoss("multiclass", smooth=0.0, ignore_index=IGNORE, name="iou"),
     L.LovaszHingeLoss(per_image=False, ignore_index=IGNORE),
     L.SymmetricLovaszLoss(per_image=False),
-    L.LovaszSoftmaxLoss(classes=[1, 3], per_image=True, ignore_index=0, from_logits=False),
+    L.LovaszSoftmaxLoss(average_over=[1, 3], per_image=True, ignore_index=0, from_logits=False),
 ])
 def test_config_round_trip(loss):
     clone = type(loss).from_config(loss.get_config())
@@ -343,12 +343,12 @@ def test_bad_arguments_name_object_argument_and_value():
         L.JaccardLoss("binary", smooth=-1)
     with pytest.raises(ValueError, match=r"LovaszHingeLoss: `per_image` must be True or False"):
         L.LovaszHingeLoss(per_image=1)
-    with pytest.raises(ValueError, match=r"LovaszSoftmaxLoss: `classes` must be one of"):
-        L.LovaszSoftmaxLoss(classes="some")
-    with pytest.raises(ValueError, match=r"LovaszSoftmaxLoss: `classes` must not repeat"):
-        L.LovaszSoftmaxLoss(classes=[1, 1])
-    with pytest.raises(ValueError, match=r"LovaszSoftmaxLoss: `classes` must hold class ids below"):
-        L.LovaszSoftmaxLoss(classes=[5])(np.zeros((1, 2, 2)), np.zeros((1, 2, 2, 3)))
+    with pytest.raises(ValueError, match=r"LovaszSoftmaxLoss: `average_over` must be one of"):
+        L.LovaszSoftmaxLoss(average_over="some")
+    with pytest.raises(ValueError, match=r"LovaszSoftmaxLoss: `average_over` must not repeat"):
+        L.LovaszSoftmaxLoss(average_over=[1, 1])
+    with pytest.raises(ValueError, match=r"LovaszSoftmaxLoss: `average_over` must hold class ids below"):
+        L.LovaszSoftmaxLoss(average_over=[5])(np.zeros((1, 2, 2)), np.zeros((1, 2, 2, 3)))
     with pytest.raises(ValueError, match=r"dice_loss: `mode`"):
         L.dice_loss(np.zeros((1, 2, 2)), np.zeros((1, 2, 2, 1)), mode="softmax")
 
@@ -376,7 +376,7 @@ def test_out_of_range_labels_raise_naming_object_and_values():
     with pytest.raises(ValueError, match=r"LovaszSoftmaxLoss: integer labels .*\[3, 9, 255\]"):
         L.LovaszSoftmaxLoss()(labels, np.zeros((1, 2, 2, 3)))
     with pytest.raises(ValueError, match=r"LovaszHingeLoss: binary/multi-label targets must lie in "
-                                         r"\[0, 1\]; received target values \[2.0\]"):
+                                         r"\{0, 1\}; received target values \[2.0\]"):
         L.LovaszHingeLoss()(np.array([[[0.0, 2.0]]]), np.zeros((1, 1, 2, 1)))
 
 

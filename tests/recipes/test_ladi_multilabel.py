@@ -1,4 +1,4 @@
-"""recipes/ladi_multilabel.py: soft region labels, a tiny CSV run and a tiny brain run."""
+"""recipes/ladi_multilabel.py: a tiny CSV run, a learning CSV run and a tiny brain run."""
 
 import importlib.util
 import os
@@ -18,21 +18,6 @@ def recipe():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def test_region_soft_labels_against_reference(recipe, rng):
-    maps = rng.integers(0, 5, (6, 7, 7))
-    maps[:, :, :] = np.where(maps == 3, 0, maps)  # region 3 never shows
-    got = recipe.region_soft_labels(maps[..., None], num_regions=4)
-    expected = np.zeros((6, 4))
-    for r in range(1, 5):
-        areas = np.array([(m == r).sum() for m in maps], dtype="float64")
-        if areas.max() > 0:
-            expected[:, r - 1] = areas / areas.max()
-    np.testing.assert_allclose(got, expected, rtol=1e-6)
-    assert np.all(got[:, 2] == 0)
-    with pytest.raises(ValueError, match=r"region_soft_labels: `region_maps`.*\[0, 4\]"):
-        recipe.region_soft_labels(maps + 1, num_regions=4)
 
 
 def test_tiny_csv_run(recipe, tmp_path, rng, capsys):
@@ -60,27 +45,54 @@ def test_tiny_csv_run(recipe, tmp_path, rng, capsys):
     assert snapshot.loss.loss.class_weights == [1.0, 0.1, 1.0]
 
 
+def _coloured_votes(folder, rng, count, stray_vote=False):
+    """Images coloured by their class, 3 agreeing votes each (and one stray vote for the next
+    class when ``stray_vote``: a soft label of 1/3 that binarises to 0). Returns the CSV."""
+    names = ["flood", "smoke", "none"]
+    rows = []
+    for i in range(count):
+        label = i % 3
+        image = rng.integers(0, 60, (16, 16, 3))
+        image[..., label] += 180
+        cv2.imwrite(str(folder / f"img{i}.png"), image.astype(np.uint8)[..., ::-1])
+        rows += [f"img{i}.png,{names[label]}"] * 3
+        rows += [f"img{i}.png,{names[(label + 1) % 3]}"] if stray_vote else []
+    (folder / "votes.csv").write_text("image,label\n" + "\n".join(rows) + "\n")
+    return str(folder / "votes.csv")
+
+
 def test_csv_run_learns_what_the_images_show(recipe, tmp_path, rng):
     """Each image is coloured by its class (3 agreeing votes): a model that learns anything
     ranks its class first (LRAP near 1); one that ignores its input gets the constant prior's
     LRAP (about (1 + 1/2 + 1/3) / 3 for three balanced classes)."""
-    names = ["flood", "smoke", "none"]
-    rows = []
-    for i in range(60):
-        label = i % 3
-        image = rng.integers(0, 60, (16, 16, 3))
-        image[..., label] += 180
-        cv2.imwrite(str(tmp_path / f"img{i}.png"), image.astype(np.uint8)[..., ::-1])
-        rows += [f"img{i}.png,{names[label]}"] * 3
-    (tmp_path / "votes.csv").write_text("image,label\n" + "\n".join(rows) + "\n")
     results = recipe.main([
-        "--csv", str(tmp_path / "votes.csv"), "--backbone", "small", "--image-size", "16",
+        "--csv", _coloured_votes(tmp_path, rng, 60), "--backbone", "small", "--image-size", "16",
         "--epochs", "3", "--batch-size", "8", "--losses", "focal",
         "--output-dir", str(tmp_path / "run")])
     focal = results["focal"]
     assert 0.5 < focal["prior_lrap"] < 0.75
     assert focal["lrap"] > focal["prior_lrap"] + 0.2
     assert focal["map"] > focal["prior_map"] + 0.2
+
+
+def test_symmetric_lovasz_is_selectable_and_learns(recipe, tmp_path, rng):
+    """Issue 17 item 2: the (B, C) multi-label symmetric Lovász hinge from the loss flag,
+    trained on targets >= 0.5, beats the constant prior on images coloured by their class."""
+    csv_path, out = _coloured_votes(tmp_path, rng, 48, stray_vote=True), tmp_path / "run"
+    results = recipe.main([
+        "--csv", csv_path, "--backbone", "small", "--image-size", "16",
+        "--epochs", "3", "--batch-size", "8", "--losses", "symmetric-lovasz",
+        "--jaccard-set", "class", "--output-dir", str(out)])
+    lovasz = results["symmetric-lovasz"]
+    assert lovasz["lrap"] > lovasz["prior_lrap"] + 0.2
+    snapshot = keras.saving.load_model(out / "symmetric-lovasz" / "epoch_003.keras")
+    assert type(snapshot.loss).__name__ == "SymmetricLovaszLoss"
+    assert snapshot.loss.get_config()["jaccard_set"] == "class"
+    with pytest.raises(ValueError, match="`--none-classes` weights do not apply"):
+        recipe.main(["--csv", csv_path, "--backbone", "small",
+                     "--image-size", "16", "--epochs", "1", "--losses", "symmetric-lovasz",
+                     "--none-classes", "none", "--none-multiplier", "0.1",
+                     "--output-dir", str(out)])
 
 
 def test_tiny_brain_run(recipe, tmp_path, capsys):

@@ -80,13 +80,17 @@ def test_brain_sample_default_path_prints_side_by_side(recipe, capsys, tmp_path)
     assert rows["majority class (constant)"] == f"{100 * recorded['majority_class_miou']:.1f}"
 
 
-def test_mean_iou_from_confusion_matrix(recipe):
+def test_scoring_is_the_mean_iou_over_classes_seen_without_ignored_pixels():
+    """The recipe scores with kse.metrics.ConfusionMatrixIoU(21, ignore_index=255): VOC's mIoU."""
+    import keras_seg_extras as kse
+
     truth = np.array([[0, 0, 1, 255], [2, 2, 1, 1]])
     prediction = np.array([[0, 1, 1, 2], [2, 0, 1, 1]])
-    matrix = recipe.confusion_matrix(truth, prediction, num_classes=21)
-    assert matrix.sum() == 7  # the ignored pixel is not counted
+    metric = kse.metrics.ConfusionMatrixIoU(21, ignore_index=255)
+    metric.update_state(truth[None], np.eye(21, dtype="float32")[prediction][None])
+    assert float(np.sum(metric.confusion_matrix())) == 7  # the ignored pixel is not counted
     # IoU: class 0 = 1/3, class 1 = 3/4, class 2 = 1/2; classes never seen are left out.
-    assert recipe.mean_iou(matrix) == pytest.approx((1 / 3 + 3 / 4 + 1 / 2) / 3)
+    assert float(metric.result()) == pytest.approx((1 / 3 + 3 / 4 + 1 / 2) / 3)
 
 
 def test_missing_voc_layout_is_a_clear_error(recipe, tmp_path):

@@ -1,4 +1,4 @@
-"""Gradient accumulation: equivalence with the large batch, schedules per applied update, BN momentum."""
+"""Gradient accumulation: equivalence with the large batch, schedules per applied update (BN momentum: test_batchnorm.py)."""
 
 import keras
 import numpy as np
@@ -12,7 +12,6 @@ from keras_seg_extras.training import (
     GradientAccumulationOptimizer,
     accumulating_optimizer,
     effective_batch_size,
-    set_batchnorm_momentum_for_accumulation,
 )
 
 MICRO, STEPS, UPDATES = 4, 3, 2  # micro-batch, accumulation steps, applied updates
@@ -201,26 +200,3 @@ def test_bad_arguments():
 def test_effective_batch_size():
     assert effective_batch_size(4, 8) == 32
     assert effective_batch_size(2, 12, replicas=2) == 48
-
-
-def test_batchnorm_momentum_spans_the_same_samples(rng):
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((3,))
-    outputs = keras.layers.BatchNormalization(momentum=0.9)(keras.layers.Dense(2)(inputs))
-    model = keras.Model(inputs, outputs)
-    changes = set_batchnorm_momentum_for_accumulation(model, 4)
-    assert changes[0][1] == 0.9 and changes[0][2] == pytest.approx(0.9 ** 0.25)
-    set_batchnorm_momentum_for_accumulation(model, 4)  # repeated: does not compound
-    bn = model.layers[-1]
-    assert bn.momentum == pytest.approx(0.9 ** 0.25)
-    # Four micro-batch updates with constant statistics decay the old average by 0.9.
-    x = rng.normal(size=(8, 3)).astype("float32")
-    before = bn.moving_mean.numpy().copy()
-    for _ in range(4):
-        features = model.layers[1](x)
-        bn(features, training=True)
-    batch_mean = features.numpy().mean(axis=0)
-    np.testing.assert_allclose(bn.moving_mean.numpy(), 0.9 * before + 0.1 * batch_mean,
-                               atol=1e-6)
-    set_batchnorm_momentum_for_accumulation(model, 1)
-    assert bn.momentum == pytest.approx(0.9)
