@@ -9,6 +9,8 @@ for Medical Image Segmentation" (DLMIA 2018), node X^{i,j} = H([X^{i,0}, ..., X^
 Up(X^{i+1,j-1})]).
 """
 
+import copy
+import inspect
 import math
 import numbers
 
@@ -245,15 +247,32 @@ def _classification_head(features, num_labels):
     return layers.Activation("linear", dtype="float32", name="classification")(x)
 
 
+def _rematerialisable(model_layers):
+    """Names of the layers that ``remat=True`` rematerialises: those whose call is a pure
+    function of its inputs (no ``training`` argument, no non-trainable state), so that
+    recomputing it in the backward pass gives the forward's values. Keras' ``RematScope``
+    (3.15) would otherwise recompute Dropout with a new mask (wrong gradients), update
+    BatchNorm statistics twice, and fail under JAX and in TensorFlow graphs on the
+    ``training`` argument. Layers are chosen by name in a second build, so the few that
+    keras names by a counter (EfficientNet's input ``rescaling``) are left out."""
+    return [layer.name for layer in model_layers
+            if not isinstance(layer, layers.InputLayer) and not layer.non_trainable_weights
+            and "training" not in inspect.signature(layer.call).parameters]
+
+
 @register
 class _RematModel(keras.Model):
-    """The functional model of ``UNetPlusPlus(remat=True)``: its layers rematerialise, and a
-    loaded ``.keras`` file rebuilds them that way (Keras does not save a layer's remat mode)."""
+    """The functional model of ``UNetPlusPlus(remat=True)``: its pure layers rematerialise,
+    and a loaded ``.keras`` file rebuilds them so (Keras saves no layer's remat mode)."""
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        with keras.RematScope(mode="full"):
-            graph = keras.Model.from_config(config, custom_objects=custom_objects)
+        # Built twice, as by UNetPlusPlus; from_config consumes its config, hence the copies.
+        plain = keras.Model.from_config(copy.deepcopy(config), custom_objects=custom_objects)
+        names = _rematerialisable(plain.layers)
+        with keras.RematScope(mode="list_of_layers", layer_names=names):
+            graph = keras.Model.from_config(copy.deepcopy(config),
+                                            custom_objects=custom_objects)
         return cls(graph.input, graph.output, name=graph.name)
 
 
@@ -313,6 +332,30 @@ def _input_shape(input_shape):
                  f"must have H and W None or positive multiples of {_MULTIPLE} "
                  f"(received size {input_shape[0]}x{input_shape[1]})")
     return input_shape
+
+
+def _graph(inputs, encoder, encoder_weights, decoder, filters, center_input, rates,
+           normalization, num_classes, activation, deep_supervision, classification_head):
+    """The layers of ``UNetPlusPlus`` on ``inputs``; returns its output or dict of outputs."""
+    checked = InputSizeCheck(_MULTIPLE, _OWNER, name="input_size_check")(inputs)
+    skips = build_encoder(encoder, checked, encoder_weights, owner=_OWNER)
+    final_name = "probabilities" if activation else "logits"
+    if decoder == "simplified":
+        features = _simplified_decoder(skips, filters, center_input, rates, normalization)
+        outputs = [_head(features, num_classes, activation, final_name)]
+    else:
+        features, top = _nested_decoder(skips, filters, normalization, rates)
+        outputs = [_head(features, num_classes, activation, final_name)]
+        if deep_supervision:
+            outputs = [_head(top[j], num_classes, activation, f"deep_supervision_{j + 1}",
+                             upsample=2) for j in range(3)] + outputs
+    if classification_head is None:
+        return outputs[0] if len(outputs) == 1 else outputs
+    deepest = skips[3] if decoder == "simplified" and center_input == "pooled_stride16" \
+        else skips[4]
+    named = {f"deep_supervision_{j + 1}": out for j, out in enumerate(outputs[:-1])}
+    return {**named, "mask": outputs[-1],
+            "classification": _classification_head(deepest, classification_head)}
 
 
 def UNetPlusPlus(encoder="efficientnet_b4", input_shape=(None, None, 3), num_classes=1,
@@ -436,29 +479,16 @@ def UNetPlusPlus(encoder="efficientnet_b4", input_shape=(None, None, 3), num_cla
     filters = _decoder_filters(decoder, decoder_filters)
     rates = _dropout_rates(decoder, dropout)
 
-    inputs = keras.Input(input_shape, name="image")
-    # The layers are built inside the scope, the model outside it: rematerialising the whole
-    # model as one call would recompute the entire forward pass on top of the layers' own.
-    with keras.RematScope(mode="full" if remat else None):
-        checked = InputSizeCheck(_MULTIPLE, _OWNER, name="input_size_check")(inputs)
-        skips = build_encoder(encoder, checked, encoder_weights, owner=_OWNER)
-        final_name = "probabilities" if activation else "logits"
-        if decoder == "simplified":
-            features = _simplified_decoder(skips, filters, center_input, rates, normalization)
-            outputs = [_head(features, num_classes, activation, final_name)]
-        else:
-            features, top = _nested_decoder(skips, filters, normalization, rates)
-            outputs = [_head(features, num_classes, activation, final_name)]
-            if deep_supervision:
-                outputs = [_head(top[j], num_classes, activation, f"deep_supervision_{j + 1}",
-                                 upsample=2) for j in range(3)] + outputs
-        if classification_head is not None:
-            deepest = skips[3] if decoder == "simplified" and center_input == "pooled_stride16" \
-                else skips[4]
-            named = {f"deep_supervision_{j + 1}": out for j, out in enumerate(outputs[:-1])}
-            outputs = {**named, "mask": outputs[-1],
-                       "classification": _classification_head(deepest, classification_head)}
-    if isinstance(outputs, list) and len(outputs) == 1:
-        outputs = outputs[0]
+    def graph(remat_scope):
+        inputs = keras.Input(input_shape, name="image")
+        with remat_scope:
+            return inputs, _graph(inputs, encoder, encoder_weights, decoder, filters, center_input,
+                                  rates, normalization, num_classes, activation, deep_supervision,
+                                  classification_head)
+
+    inputs, outputs = graph(keras.RematScope(mode=None))
+    if remat:  # built again, knowing which of its layers are safe to rematerialise
+        names = _rematerialisable(keras.Model(inputs, outputs).layers)
+        inputs, outputs = graph(keras.RematScope(mode="list_of_layers", layer_names=names))
     model_class = _RematModel if remat else keras.Model
     return model_class(inputs, outputs, name=name or f"unet_plus_plus_{decoder}_{encoder}")
