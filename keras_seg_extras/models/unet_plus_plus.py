@@ -1,12 +1,16 @@
-"""U-Net++ on a pretrained ``keras.applications`` encoder: the report's simplified decoder
-(Fig. 5) and the full nested decoder of Zhou et al.
+"""U-Net++ on a pretrained ``keras.applications`` encoder: the simplified decoder of the SIIM
+report (Fig. 5) and the full nested decoder of Zhou et al., with an optional multi-label
+classification head and rematerialisation.
 
-Paper 003 (SIIM-ACR pneumothorax, section 3.3 and Fig. 5, described layer by layer in
-``shared/papers/003_figure5.md``): "Unet++ Simplified with encoder EfficientNet B4 & Resnet
-decoder", LeakyReLU(0.1) in the decoder, inputs that are multiples of 32.
-UNet++ itself: Zhou, Rahman Siddiquee, Tajbakhsh, Liang, "UNet++: A Nested U-Net Architecture
-for Medical Image Segmentation" (DLMIA 2018), node X^{i,j} = H([X^{i,0}, ..., X^{i,j-1},
-Up(X^{i+1,j-1})]).
+- "SIIM-ACR Pneumothorax Segmentation", work report of SIIM's Kaggle competition (2019),
+  section 3.3 and Fig. 5 (described layer by layer in ``shared/papers/003_figure5.md``):
+  "Unet++ Simplified with encoder EfficientNet B4 & Resnet decoder", LeakyReLU(0.1) in the
+  decoder, inputs that are multiples of 32; section 4.1.3 for GroupNorm and checkpointing.
+- Zhou, Rahman Siddiquee, Tajbakhsh and Liang, "UNet++: A Nested U-Net Architecture for
+  Medical Image Segmentation" (DLMIA 2018): node X^{i,j} = H([X^{i,0}, ..., X^{i,j-1},
+  Up(X^{i+1,j-1})]).
+- "1st Place Solution for YouTubeVOS Challenge 2021: Video Instance Segmentation", technical
+  report (2021), section 3.5.1: the multi-label classification sub-network.
 """
 
 import copy
@@ -27,18 +31,18 @@ _SLOPE = 0.1  # LeakyReLU negative slope everywhere in both decoders
 
 #: Fig. 5: start width s = 8; outputs at strides 16, 8, 4, 2, 1 are 16s, 8s, 4s, 2s, s wide
 #: and the centre (stride 32) 32s, twice the first.
-FIG5_DECODER_FILTERS = (128, 64, 32, 16, 8)
+_FIG5_DECODER_FILTERS = (128, 64, 32, 16, 8)
 #: Fig. 5's dropout rate r (the author's notebook: 0.5), and the fixed rate of the shallow levels.
-FIG5_DROPOUT = 0.5
+_FIG5_DROPOUT = 0.5
 _SHALLOW_DROPOUT = 0.1
 #: Where the simplified decoder's centre reads from: Fig. 5 pools the stride-16 features
 #: (LeakyReLU, MaxPool 2, Dropout); "stride32" reads the encoder's stride-32 output instead.
-CENTER_INPUTS = ("pooled_stride16", "stride32")
+_CENTER_INPUTS = ("pooled_stride16", "stride32")
 #: The places of the simplified decoder's seven dropout rates, in the order a tuple gives them.
 DROPOUT_PLACES = ("center", "s16", "s8", "s4", "s2", "s1", "head")
 
 #: Dropout before the classification head's dense layer (keras.applications' EfficientNet-B0 top).
-CLASSIFICATION_DROPOUT = 0.2
+_CLASSIFICATION_DROPOUT = 0.2
 
 _NESTED_DECODER_FILTERS = (256, 128, 64, 32, 16)
 _NESTED_DROPOUT = 0.1
@@ -58,6 +62,17 @@ class InputSizeCheck(layers.Layer):
     Args:
         multiple: the required divisor of height and width (32 for a five-level encoder).
         owner: the model named in the error message.
+
+    Example:
+        >>> import numpy as np
+        >>> check = InputSizeCheck(32, owner="MyModel")
+        >>> tuple(check(np.zeros((1, 64, 96, 3), "float32")).shape)
+        (1, 64, 96, 3)
+        >>> try:
+        ...     check(np.zeros((1, 64, 80, 3), "float32"))
+        ... except ValueError as error:
+        ...     print("MyModel" in str(error), "multiples of 32" in str(error), "64x80" in str(error))
+        True True True
     """
 
     def __init__(self, multiple=_MULTIPLE, owner=_OWNER, **kwargs):
@@ -242,7 +257,7 @@ def _classification_head(features, num_labels):
     """The multi-label classification sub-network (YouTubeVOS 2021 report, 3.5.1): global
     average pooling of the deepest encoder features -> Dropout -> Dense, K float32 logits."""
     x = layers.GlobalAveragePooling2D(name="classification_pool")(features)
-    x = layers.Dropout(CLASSIFICATION_DROPOUT, name="classification_dropout")(x)
+    x = layers.Dropout(_CLASSIFICATION_DROPOUT, name="classification_dropout")(x)
     x = layers.Dense(num_labels, name="classification_logits")(x)
     return layers.Activation("linear", dtype="float32", name="classification")(x)
 
@@ -279,10 +294,24 @@ class _RematModel(keras.Model):
 # ----------------------------------------------------------------------------- arguments
 
 
-def fig5_dropout_rates(rate=FIG5_DROPOUT):
-    """Fig. 5's placement of a dropout rate r, in the order of ``DROPOUT_PLACES``: r on the
-    centre and the stride-16 and stride-8 levels, 0.1 on the stride-4, 2 and 1 levels, r / 2
-    before the head."""
+def fig5_dropout_rates(rate=_FIG5_DROPOUT):
+    """Fig. 5's placement of a dropout rate r, in the order of :data:`DROPOUT_PLACES`.
+
+    The SIIM report's Fig. 5 ("SIIM-ACR Pneumothorax Segmentation", work report, 2019) puts r
+    on the centre and the stride-16 and stride-8 levels, 0.1 on the stride-4, 2 and 1 levels
+    and r / 2 before the head; its author's notebook uses r = 0.5.
+
+    Args:
+        rate: r, in [0, 1).
+
+    Returns:
+        Seven rates for (centre, s16, s8, s4, s2, s1, head), the ``dropout`` argument of
+        :func:`UNetPlusPlus`.
+
+    Example:
+        >>> fig5_dropout_rates(0.4)
+        (0.4, 0.4, 0.4, 0.1, 0.1, 0.1, 0.2)
+    """
     return (rate, rate, rate, _SHALLOW_DROPOUT, _SHALLOW_DROPOUT, _SHALLOW_DROPOUT, rate / 2)
 
 
@@ -307,7 +336,7 @@ def _dropout_rates(decoder, dropout):
 
 def _decoder_filters(decoder, decoder_filters):
     if decoder_filters is None:
-        return FIG5_DECODER_FILTERS if decoder == "simplified" else _NESTED_DECODER_FILTERS
+        return _FIG5_DECODER_FILTERS if decoder == "simplified" else _NESTED_DECODER_FILTERS
     try:
         filters = tuple(decoder_filters)
     except TypeError:
@@ -448,14 +477,16 @@ def UNetPlusPlus(encoder="efficientnet_b4", input_shape=(None, None, 3), num_cla
         of outputs described above.
 
     Example:
-        >>> model = UNetPlusPlus("efficientnet_b0", (64, 64, 3))
-        >>> model.output_shape
-        (None, 64, 64, 1)
+        >>> model = UNetPlusPlus("efficientnet_b0", (64, 64, 3), classification_head=4)
+        >>> {key: tuple(value.shape) for key, value in model.output.items()}
+        {'mask': (None, 64, 64, 1), 'classification': (None, 4)}
         >>> model.get_layer("center_conv").filters, model.get_layer("decoder_s1_conv").filters
         (256, 8)
-        >>> two = UNetPlusPlus("efficientnet_b0", (64, 64, 3), classification_head=4)
-        >>> {key: tuple(value.shape) for key, value in two.output.items()}
-        {'mask': (None, 64, 64, 1), 'classification': (None, 4)}
+        >>> model.compile(optimizer="adam", loss={
+        ...     "mask": "binary_crossentropy",
+        ...     "classification": keras.losses.BinaryCrossentropy(from_logits=True)})
+
+        Without ``classification_head`` the model has the single mask output, (None, 64, 64, 1).
     """
     num_classes = renamed_argument(_OWNER, "num_classes", num_classes, "classes", classes, 1)
     check_choice(_OWNER, "encoder", encoder, tuple(ENCODERS))
@@ -473,8 +504,8 @@ def UNetPlusPlus(encoder="efficientnet_b4", input_shape=(None, None, 3), num_cla
              "is only available with decoder='nested'")
     if decoder == "nested" and center_input is not None:
         fail(_OWNER, "center_input", center_input, "is only available with decoder='simplified'")
-    center_input = check_choice(_OWNER, "center_input", center_input or CENTER_INPUTS[0],
-                                CENTER_INPUTS)
+    center_input = check_choice(_OWNER, "center_input", center_input or _CENTER_INPUTS[0],
+                                _CENTER_INPUTS)
     input_shape = _input_shape(input_shape)
     filters = _decoder_filters(decoder, decoder_filters)
     rates = _dropout_rates(decoder, dropout)
