@@ -7,7 +7,8 @@ EfficientNet-B0 and ResNet50 and checks every skip's stride, the slow test of
 ``test_unet_plus_plus.py`` EfficientNet-B4, and ``tools/bench/unetpp.py --encoder-table``
 builds every entry (its table, with channels, is in docs/models.md).
 
-For EfficientNet (paper 003, section 3.3 and Fig. 5: EfficientNet-B4 encoder) the skips are the
+For EfficientNet (the SIIM report's encoder: "SIIM-ACR Pneumothorax Segmentation", work report
+of SIIM's Kaggle competition (2019), section 3.3 and Fig. 5, EfficientNet-B4) the skips are the
 expand activations of the first block of each stage that halves the resolution (block2a,
 block3a, block4a, block6a: the widest activation at each stride, the same names in B0-B7) and
 the final ``top_activation``. For ResNet50 they are the stem ReLU and the last block output of
@@ -51,8 +52,16 @@ _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 class CaffePreprocessing(layers.Layer):
     """ImageNet "caffe" preprocessing inside the model: RGB [0, 255] -> BGR minus the mean.
 
-    The same arithmetic as ``keras.applications.resnet.preprocess_input``, as a layer so that
-    it is saved and exported with the model.
+    ``y[..., c] = x[..., 2 - c] - mean_bgr[c]`` with ``mean_bgr = (103.939, 116.779, 123.68)``:
+    the arithmetic of ``keras.applications.resnet.preprocess_input`` (the ImageNet preprocessing
+    of He, Zhang, Ren and Sun, "Deep Residual Learning for Image Recognition", CVPR 2016), as a
+    layer so that it is saved and exported with the model.
+
+    Example:
+        >>> import numpy as np
+        >>> pixel = np.array([[[[255.0, 0.0, 0.0]]]], "float32")  # pure red, RGB
+        >>> [round(float(v), 3) for v in np.asarray(CaffePreprocessing()(pixel)).ravel()]
+        [-103.939, -116.779, 131.32]
     """
 
     def call(self, inputs):
@@ -62,14 +71,35 @@ class CaffePreprocessing(layers.Layer):
 
 
 def encoder_names():
-    """The encoder names accepted by :func:`build_encoder` and ``UNetPlusPlus``."""
+    """The encoder names accepted by :func:`build_encoder` and ``UNetPlusPlus``.
+
+    Returns:
+        A tuple of names: "efficientnet_b0" ... "efficientnet_b7", "resnet50".
+
+    Example:
+        >>> encoder_names()[:2], encoder_names()[-1]
+        (('efficientnet_b0', 'efficientnet_b1'), 'resnet50')
+    """
     return tuple(ENCODERS)
 
 
 def imagenet_cache_path(name):
-    """Where keras keeps the ImageNet no-top weights of encoder ``name`` once downloaded:
+    """Where keras keeps the ImageNet no-top weights of encoder ``name`` once downloaded.
+
     ``$KERAS_HOME/models/<file>`` (``~/.keras/models`` by default), with keras' own file name
-    (``efficientnetb4_notop.h5``, ``resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5``)."""
+    (``efficientnetb4_notop.h5``, ``resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5``);
+    ``encoder_weights="imagenet"`` reads that file and never downloads it.
+
+    Args:
+        name: one of :func:`encoder_names`.
+
+    Returns:
+        The path, whether or not the file exists.
+
+    Example:
+        >>> os.path.basename(imagenet_cache_path("efficientnet_b4"))
+        'efficientnetb4_notop.h5'
+    """
     constructor_name = ENCODERS[name][0]
     if constructor_name.startswith("EfficientNet"):
         file_name = f"{constructor_name.lower()}_notop.h5"
