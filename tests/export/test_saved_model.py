@@ -2,6 +2,7 @@
 keras_seg_extras, equal to the Keras model on odd-sized uint8 and float images
 (padding and cropping)."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -79,8 +80,10 @@ def test_saved_model_serves_in_a_fresh_process_without_the_package(model, rng, t
 
 
 def test_uint8_scale_and_cli_from_keras_file(rng, tmp_path):
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-    import export as export_cli
+    cli_path = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "export.py")
+    spec = importlib.util.spec_from_file_location("export_cli", cli_path)
+    export_cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export_cli)  # by path: a module named `export` may be imported already
 
     keras.utils.set_random_seed(8)
     net = small_unet((None, None, 3), filters=(4, 8, 16))
