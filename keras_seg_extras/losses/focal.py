@@ -184,6 +184,7 @@ def soft_focal_loss(y_true, y_pred, gamma=2.0, from_logits=False, class_weights=
 def _soft_focal(owner, y_true, y_pred, gamma, from_logits, class_weights):
     """``soft_focal_loss`` with errors (eager and in-graph) naming ``owner``."""
     gamma = _check_gamma(owner, gamma)
+    check_flag(owner, "from_logits", from_logits)
     y_true, y_pred = _prepare(owner, y_true, y_pred)
     log_p_hat, one_minus = _soft_focal_terms(y_true, y_pred, from_logits)
     terms = -_focal_factor(one_minus, gamma) * log_p_hat
@@ -267,6 +268,7 @@ def class_balanced_weights(class_counts, beta=0.999, normalize=True, owner="clas
         array([0.2301, 0.363 , 2.4068])
     """
     counts = check_vector(owner, "class_counts", class_counts, positive=True)
+    check_flag(owner, "normalize", normalize)
     beta = check_number(owner, "beta", beta, minimum=0.0, maximum=1.0, max_inclusive=False)
     # 1 - β^n computed as -expm1(n log β): exact for β close to 1 and small n.
     if beta == 0.0:
@@ -420,6 +422,7 @@ def reduced_focal_loss(y_true, y_pred, threshold=0.5, gamma=2.0, from_logits=Fal
 def _reduced_focal(owner, y_true, y_pred, threshold, gamma, from_logits, class_weights):
     """``reduced_focal_loss`` with errors (eager and in-graph) naming ``owner``."""
     gamma = _check_gamma(owner, gamma)
+    check_flag(owner, "from_logits", from_logits)
     threshold = check_number(owner, "threshold", threshold, minimum=0.0, maximum=1.0,
                              min_inclusive=False, max_inclusive=False)
     y_true, y_pred = _prepare(owner, y_true, y_pred)
