@@ -1,4 +1,7 @@
-"""Dataset fusion with auxiliary classes (paper 001, section 3.2, Algorithm 1).
+"""Dataset fusion with auxiliary classes.
+
+"1st Place Solution for YouTubeVOS Challenge 2021: Video Instance Segmentation", technical
+report (2021), section 3.2, Algorithm 1.
 
 When a data set with the target classes (YouTube-VIS) is fused with another one (COCO) whose
 remaining classes are not targets, those samples are not dropped and not learned under their
@@ -53,7 +56,7 @@ def _resolve_class_indices(owner, target_classes, auxiliary_classes):
 
 
 def auxiliary_class_labels(y_true, y_pred, target_classes, auxiliary_classes, seed=None):
-    """Relabel samples of non-target classes by Algorithm 1 of paper 001 (section 3.2).
+    """Relabel samples of non-target classes by Algorithm 1 of the YouTubeVOS 2021 report.
 
     For each sample (or pixel) with integer label y and predicted index
     p = argmax(y_pred):
@@ -77,10 +80,13 @@ def auxiliary_class_labels(y_true, y_pred, target_classes, auxiliary_classes, se
         int32 labels with the shape of ``y_pred.shape[:-1]``.
 
     Example:
-        >>> auxiliary_class_labels([0, 7, 7], [[5., 0, 0, 1], [0, 0, 0, 9], [9., 0, 0, 0]],
-        ...                        target_classes=2, auxiliary_classes=2, seed=1)
-        # [0, 3, 2 or 3]: the target label is kept, the auxiliary prediction 3 becomes the
-        # label, the target prediction 0 is replaced by a random auxiliary index.
+        >>> labels = auxiliary_class_labels(
+        ...     [0, 7, 7], [[5., 0, 0, 1], [0, 0, 0, 9], [9., 0, 0, 0]],
+        ...     target_classes=2, auxiliary_classes=2, seed=1)
+        >>> [int(v) for v in keras.ops.convert_to_numpy(labels)[:2]]  # kept; predicted aux 3
+        [0, 3]
+        >>> int(keras.ops.convert_to_numpy(labels)[2]) in (2, 3)     # a random auxiliary index
+        True
     """
     owner = "auxiliary_class_labels"
     targets, auxiliary = _resolve_class_indices(owner, target_classes, auxiliary_classes)
@@ -124,7 +130,9 @@ def _relabel(owner, y_true, y_pred, targets, auxiliary, seed):
 class AuxiliaryClassLoss(keras.losses.Loss):
     """Wrap a sparse classification loss with the auxiliary-class relabelling.
 
-    Paper 001 (section 3.2, Algorithm 1). The model has outputs for the target classes and
+    "1st Place Solution for YouTubeVOS Challenge 2021: Video Instance Segmentation",
+    technical report (2021), section 3.2, Algorithm 1. The model has outputs for the target
+    classes and
     K auxiliary classes. Each call relabels the non-target samples with
     :func:`auxiliary_class_labels` (the predicted auxiliary index, or a uniformly random
     auxiliary index when the prediction is not auxiliary) and evaluates ``base_loss`` on
@@ -156,7 +164,9 @@ class AuxiliaryClassLoss(keras.losses.Loss):
         >>> loss = AuxiliaryClassLoss(
         ...     keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         ...     target_classes=40, auxiliary_classes=5, seed=0)
-        >>> model.compile(optimizer="adam", loss=loss)   # labels >= 40 are foreign classes
+        >>> logits = keras.ops.one_hot([0, 41, 3], 45) * 5.0   # label 50: a foreign class
+        >>> round(float(loss([0, 50, 1], logits)), 4)             # 50 -> predicted aux 41
+        1.9263
     """
 
     def __init__(self, base_loss, target_classes, auxiliary_classes, seed=None,

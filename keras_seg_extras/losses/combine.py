@@ -1,13 +1,15 @@
 """Weighted sums of losses: any Keras losses (``CombinedLoss``) and the common BCE + Dice.
 
-Paper 003 (section 4.1.6) trains most stages with binary cross-entropy plus Dice loss.
+"SIIM-ACR Pneumothorax Segmentation", work report (2019), section 4.1.6, trains most stages
+with binary cross-entropy plus Dice loss.
 """
 
 import keras
 from keras import ops
 
-from keras_seg_extras._common import (call_member, check_choice, check_flag, check_number, check_vector, epsilon,
-                                      fail, pixel_weights, register, scale_for_distribution)
+from keras_seg_extras._common import (call_member, check_choice, check_flag, check_number,
+                                      check_vector, epsilon, fail, pixel_weights, register,
+                                      scale_for_distribution)
 from keras_seg_extras.losses._soft_overlap import soft_overlap_loss
 
 
@@ -42,8 +44,14 @@ class CombinedLoss(keras.losses.Loss):
         dtype: dtype of the result (float32 by default).
 
     Example:
+        >>> import numpy as np
+        >>> from keras_seg_extras.losses import LovaszHingeLoss
         >>> loss = CombinedLoss([keras.losses.BinaryCrossentropy(from_logits=True),
         ...                      LovaszHingeLoss()], weights=[1.0, 0.5])
+        >>> masks = np.array([[[1.0, 0.0], [1.0, 1.0]]])
+        >>> logits = np.array([[[[2.0], [-2.0]], [[1.0], [-1.0]]]])
+        >>> round(float(loss(masks, logits)), 4)
+        0.8034
     """
 
     def __init__(self, losses, weights=None, name="combined_loss", dtype=None,
@@ -98,7 +106,7 @@ def _binary_cross_entropy(targets, y_pred, from_logits):
 
 def bce_dice_loss(y_true, y_pred, bce_weight=1.0, dice_weight=1.0, from_logits=False,
                   smooth=1.0, sample_weight=None):
-    """Binary cross-entropy plus soft Dice loss for sigmoid outputs (paper 003, 4.1.6).
+    """Binary cross-entropy plus soft Dice loss for sigmoid outputs (SIIM-ACR report 2019, 4.1.6).
 
     ``L_b = bce_weight * mean_{h,w,c} BCE(y, p)_b + dice_weight * Dice``, where ``Dice`` is
     :func:`~keras_seg_extras.losses.dice_loss` in ``"multilabel"`` mode over the whole batch
@@ -122,7 +130,11 @@ def bce_dice_loss(y_true, y_pred, bce_weight=1.0, dice_weight=1.0, from_logits=F
         float32 (B,) tensor: each image's mean cross-entropy plus the batch Dice term.
 
     Example:
-        >>> loss = bce_dice_loss(masks, logits, from_logits=True)
+        >>> import numpy as np
+        >>> masks = np.array([[[1.0, 0.0], [1.0, 1.0]]])                  # (1, 2, 2)
+        >>> logits = np.array([[[[2.0], [-2.0]], [[1.0], [-1.0]]]])       # (1, 2, 2, 1)
+        >>> np.round(np.asarray(bce_dice_loss(masks, logits, from_logits=True)), 4)
+        array([0.6765], dtype=float32)
     """
     return _bce_dice("bce_dice_loss", y_true, y_pred, bce_weight, dice_weight, from_logits,
                      smooth, sample_weight)
@@ -168,8 +180,13 @@ class BCEDiceLoss(keras.losses.Loss):
     inside.) A scalar weight multiplies the loss, as for every Keras loss.
 
     Example:
-        >>> model.compile(loss=BCEDiceLoss(from_logits=True),
-        ...               metrics=[keras_seg_extras.metrics.DiceCoefficient(from_logits=True)])
+        >>> import numpy as np
+        >>> loss = BCEDiceLoss(from_logits=True)
+        >>> masks = np.array([[[1.0, 0.0], [1.0, 1.0]], [[0.0, 0.0], [0.0, 0.0]]])
+        >>> logits = np.array([[[[2.0], [-2.0]], [[1.0], [-1.0]]],
+        ...                    [[[-3.0], [-3.0]], [[-3.0], [-3.0]]]])
+        >>> round(float(loss(masks, logits)), 4)
+        0.4901
     """
 
     def __init__(self, bce_weight=1.0, dice_weight=1.0, from_logits=False, smooth=1.0,

@@ -1,6 +1,7 @@
 """Soft multi-label focal losses: focal, class-balanced focal and reduced focal.
 
-Paper 000 (Hitachi at TRECVID DSDI 2020, section 2.2) adapts three focal-loss variants to
+Okazaki, Kong, Klinkigt and Yoshinaga, "Hitachi at TRECVID DSDI 2020", TRECVID 2020 notebook
+paper (2020), section 2.2, adapts three focal-loss variants to
 *soft* multi-label targets ``y`` in [0, 1] (for example the annotator-agreement labels of
 ``kse.data.soft_labels_from_votes``) by replacing the usual ``p_t`` with
 
@@ -16,7 +17,8 @@ Numerics. Everything is computed in float32 whatever the input dtype. With
 values and gradients; these are the only targets for which p̂ can reach 0. For 0 < y < 1,
 p̂ >= min(y, 1 - y) > 0, and p̂ is formed from σ(z) or σ(-z), whichever keeps precision, before
 the logarithm. With probabilities (``from_logits=False``) p is clipped to
-[ε, 1 - ε] (ε = ``_common.epsilon()``, Keras's epsilon), as Keras's binary cross-entropy does, which keeps
+[ε, 1 - ε] (ε = ``_common.epsilon()``, Keras's epsilon), as Keras's binary cross-entropy
+does, which keeps
 p̂ >= ε for every target in [0, 1].
 
 Sample weights. The loss classes give one value per sample (or per pixel, for (B, H, W, C)
@@ -83,7 +85,7 @@ def _soft_focal_terms(y_true, y_pred, from_logits=False):
 
     Returns:
         ``(log_p_hat, one_minus_p_hat)``, float32 tensors of the input shape, with
-        ``p̂ = 1 - |y - p|`` (paper 000, eq. 2).
+        ``p̂ = 1 - |y - p|`` (Okazaki et al. 2020, eq. 2).
     """
     y = as_float32(y_true)
     x = as_float32(y_pred)
@@ -148,7 +150,10 @@ def _check_class_weights(owner, class_weights):
 
 
 def soft_focal_loss(y_true, y_pred, gamma=2.0, from_logits=False, class_weights=None):
-    """Soft multi-label focal loss (paper 000, eqs. 1-2).
+    """Soft multi-label focal loss (Okazaki et al. 2020, eqs. 1-2).
+
+    Okazaki, Kong, Klinkigt and Yoshinaga, "Hitachi at TRECVID DSDI 2020", TRECVID 2020
+    notebook paper (2020), eqs. 1-2.
 
     ``FL = -Σ_i w_i (1 - p̂_i)^γ log p̂_i`` with ``p̂_i = 1 - |y_i - p_i|`` and optional class
     weights ``w_i`` (1 when not given).
@@ -162,15 +167,16 @@ def soft_focal_loss(y_true, y_pred, gamma=2.0, from_logits=False, class_weights=
         gamma: focusing parameter γ >= 0.
         from_logits: whether ``y_pred`` holds logits.
         class_weights: optional (C,) non-negative multipliers of each class's term
-            (paper 000, models C08/C09: 0.1 or 0.01 on the "none" classes).
+            (Okazaki et al. 2020, models C08/C09: 0.1 or 0.01 on the "none" classes).
 
     Returns:
         float32 tensor (B, ...): the loss summed over the class axis.
 
     Example:
-        >>> y = np.array([[1.0, 0.25, 0.0]])
-        >>> float(soft_focal_loss(y, np.array([[2.0, -1.0, -3.0]]), from_logits=True)[0]) > 0
-        True
+        >>> y = np.array([[1.0, 0.25, 0.0]])                    # soft target 0.25
+        >>> np.round(np.asarray(soft_focal_loss(y, np.array([[2.0, -1.0, -3.0]]),
+        ...                                     from_logits=True)), 4)
+        array([0.0019], dtype=float32)
     """
     return _soft_focal("soft_focal_loss", y_true, y_pred, gamma, from_logits, class_weights)
 
@@ -178,6 +184,7 @@ def soft_focal_loss(y_true, y_pred, gamma=2.0, from_logits=False, class_weights=
 def _soft_focal(owner, y_true, y_pred, gamma, from_logits, class_weights):
     """``soft_focal_loss`` with errors (eager and in-graph) naming ``owner``."""
     gamma = _check_gamma(owner, gamma)
+    check_flag(owner, "from_logits", from_logits)
     y_true, y_pred = _prepare(owner, y_true, y_pred)
     log_p_hat, one_minus = _soft_focal_terms(y_true, y_pred, from_logits)
     terms = -_focal_factor(one_minus, gamma) * log_p_hat
@@ -207,7 +214,9 @@ class _FocalBase(keras.losses.Loss):
 
 @register
 class SoftFocalLoss(_FocalBase):
-    """Soft multi-label focal loss (paper 000, eqs. 1-2), as a Keras loss.
+    """Soft multi-label focal loss as a Keras loss.
+
+    Okazaki et al., "Hitachi at TRECVID DSDI 2020" (2020), eqs. 1-2.
 
     ``FL = -Σ_i w_i (1 - p̂_i)^γ log p̂_i``, ``p̂_i = 1 - |y_i - p_i|``: one value per sample,
     summed over the C classes, then reduced over the batch by ``reduction``.
@@ -221,7 +230,10 @@ class SoftFocalLoss(_FocalBase):
         dtype: dtype of the returned loss (computation is float32).
 
     Example:
-        >>> model.compile(optimizer="adam", loss=SoftFocalLoss(gamma=2.0, from_logits=True))
+        >>> loss = SoftFocalLoss(gamma=2.0, from_logits=True)
+        >>> y = np.array([[1.0, 0.25, 0.0], [0.0, 0.5, 1.0]])
+        >>> round(float(loss(y, np.array([[2.0, -1.0, -3.0], [0.0, 0.0, 4.0]]))), 4)
+        0.0876
     """
 
     def __init__(self, gamma=2.0, from_logits=False, class_weights=None,
@@ -237,7 +249,10 @@ class SoftFocalLoss(_FocalBase):
 
 
 def class_balanced_weights(class_counts, beta=0.999, normalize=True, owner="class_balanced_weights"):
-    """Class-balanced weights ``(1 - β) / (1 - β^n_c)`` (Cui et al. 2019; paper 000, eq. 3).
+    """Class-balanced weights ``(1 - β) / (1 - β^n_c)`` (Cui et al. 2019).
+
+    Cui, Jia, Lin, Song and Belongie, "Class-Balanced Loss Based on Effective Number of
+    Samples", CVPR 2019; used by Okazaki et al., "Hitachi at TRECVID DSDI 2020" (2020), eq. 3.
 
     Args:
         class_counts: (C,) number of samples of each class, all > 0.
@@ -247,8 +262,13 @@ def class_balanced_weights(class_counts, beta=0.999, normalize=True, owner="clas
 
     Returns:
         float64 NumPy vector (C,).
+
+    Example:
+        >>> np.round(class_balanced_weights([1000, 100, 10], beta=0.99), 4)
+        array([0.2301, 0.363 , 2.4068])
     """
     counts = check_vector(owner, "class_counts", class_counts, positive=True)
+    check_flag(owner, "normalize", normalize)
     beta = check_number(owner, "beta", beta, minimum=0.0, maximum=1.0, max_inclusive=False)
     # 1 - β^n computed as -expm1(n log β): exact for β close to 1 and small n.
     if beta == 0.0:
@@ -262,7 +282,9 @@ def class_balanced_weights(class_counts, beta=0.999, normalize=True, owner="clas
 
 def class_balanced_focal_loss(y_true, y_pred, class_counts, beta=0.999, gamma=2.0,
                               from_logits=False, class_weights=None, normalize=True):
-    """Class-balanced soft focal loss (paper 000, eq. 3).
+    """Class-balanced soft focal loss.
+
+    Okazaki et al., "Hitachi at TRECVID DSDI 2020" (2020), eq. 3.
 
     ``CBFL = -Σ_i cb_i w_i (1 - p̂_i)^γ log p̂_i`` with ``cb_i = (1 - β)/(1 - β^n_i)`` for the
     class count ``n_i``, normalised to sum to C when ``normalize`` (see
@@ -280,6 +302,13 @@ def class_balanced_focal_loss(y_true, y_pred, class_counts, beta=0.999, gamma=2.
 
     Returns:
         float32 tensor (B, ...).
+
+    Example:
+        >>> y = np.array([[1.0, 0.0, 0.5]])
+        >>> x = np.array([[1.0, -1.0, 0.0]])
+        >>> np.round(np.asarray(class_balanced_focal_loss(y, x, [1000, 100, 10], beta=0.99,
+        ...                                               from_logits=True)), 4)
+        array([0.0134], dtype=float32)
     """
     owner = "class_balanced_focal_loss"
     weights = class_balanced_weights(class_counts, beta, normalize, owner=owner)
@@ -292,7 +321,8 @@ def class_balanced_focal_loss(y_true, y_pred, class_counts, beta=0.999, gamma=2.
 
 @register
 class ClassBalancedFocalLoss(_FocalBase):
-    """Class-balanced soft focal loss (paper 000, eq. 3; Cui et al., CVPR 2019).
+    """Class-balanced soft focal loss (Okazaki et al., "Hitachi at TRECVID DSDI 2020" (2020), eq. 3;
+    Cui et al., "Class-Balanced Loss Based on Effective Number of Samples", CVPR 2019).
 
     ``CBFL = -Σ_i cb_i w_i (1 - p̂_i)^γ log p̂_i``, ``cb_i = (1 - β) / (1 - β^n_i)``,
     ``p̂_i = 1 - |y_i - p_i|``.
@@ -306,7 +336,7 @@ class ClassBalancedFocalLoss(_FocalBase):
     ``normalize=False`` gives the literal eq. 3.
 
     Args:
-        class_counts: (C,) samples per class (paper 000, table 1), every count > 0.
+        class_counts: (C,) samples per class (Okazaki et al. 2020, table 1), every count > 0.
         beta: 0 <= β < 1 (the paper uses 0.999 and 0.9999); β = 0 gives equal weights.
         gamma: focusing parameter γ >= 0.
         from_logits: whether predictions are logits.
@@ -316,6 +346,9 @@ class ClassBalancedFocalLoss(_FocalBase):
 
     Example:
         >>> loss = ClassBalancedFocalLoss([24009, 33120, 67], beta=0.999, from_logits=True)
+        >>> y = np.array([[1.0, 0.0, 1.0]])                      # the rare class is present
+        >>> round(float(loss(y, np.array([[1.0, -1.0, -1.0]]))), 4)
+        1.8717
     """
 
     def __init__(self, class_counts, beta=0.999, gamma=2.0, from_logits=False,
@@ -363,7 +396,7 @@ def reduced_focal_loss(y_true, y_pred, threshold=0.5, gamma=2.0, from_logits=Fal
         -((1 - p̂) / th)^γ log p̂         if p̂ >= th   (easy examples: down-weighted)
 
     summed over classes with optional class weights. See ``ReducedFocalLoss`` for how this
-    differs from the literal eqs. 4-6 of paper 000.
+    differs from the literal eqs. 4-6 of Okazaki et al. (2020).
 
     Args:
         y_true: (B, ..., C) targets in [0, 1].
@@ -375,6 +408,12 @@ def reduced_focal_loss(y_true, y_pred, threshold=0.5, gamma=2.0, from_logits=Fal
 
     Returns:
         float32 tensor (B, ...).
+
+    Example:
+        >>> y = np.array([[1.0, 0.0]])
+        >>> p = np.array([[0.9, 0.6]])      # p̂ = 0.9 (easy: down-weighted), 0.4 (hard: plain CE)
+        >>> np.round(np.asarray(reduced_focal_loss(y, p, threshold=0.5, gamma=2.0)), 4)
+        array([0.9205], dtype=float32)
     """
     return _reduced_focal("reduced_focal_loss", y_true, y_pred, threshold, gamma, from_logits,
                           class_weights)
@@ -383,6 +422,7 @@ def reduced_focal_loss(y_true, y_pred, threshold=0.5, gamma=2.0, from_logits=Fal
 def _reduced_focal(owner, y_true, y_pred, threshold, gamma, from_logits, class_weights):
     """``reduced_focal_loss`` with errors (eager and in-graph) naming ``owner``."""
     gamma = _check_gamma(owner, gamma)
+    check_flag(owner, "from_logits", from_logits)
     threshold = check_number(owner, "threshold", threshold, minimum=0.0, maximum=1.0,
                              min_inclusive=False, max_inclusive=False)
     y_true, y_pred = _prepare(owner, y_true, y_pred)
@@ -396,7 +436,8 @@ def _reduced_focal(owner, y_true, y_pred, threshold, gamma, from_logits, class_w
 
 @register
 class ReducedFocalLoss(_FocalBase):
-    """Soft multi-label Reduced Focal Loss (paper 000, eqs. 4-6, as the original RFL).
+    """Soft multi-label Reduced Focal Loss (Okazaki et al., "Hitachi at TRECVID DSDI 2020" (2020),
+    eqs. 4-6, as the original RFL).
 
     Per class, with ``p̂ = 1 - |y - p|``::
 
@@ -409,7 +450,7 @@ class ReducedFocalLoss(_FocalBase):
     p̂ = th the factor jumps from 1 to ((1 - th)/th)^γ: continuous for th = 0.5, a step down
     for th > 0.5 and a step up for th < 0.5 (as in the original).
 
-    Difference from the paper's text: eqs. 5-6 of paper 000 key the weights on ``p_i`` and
+    Difference from the paper's text: eqs. 5-6 of Okazaki et al. key the weights on ``p_i`` and
     set w1 = 1 (plain log term) for ``p_i > th`` and w2 = 1 (focal term) for ``p_i <= th``.
     Read literally, that applies the plain cross-entropy to confident positive predictions
     and the focal down-weighting to low probabilities, whatever the target, i.e. the two
@@ -426,6 +467,8 @@ class ReducedFocalLoss(_FocalBase):
 
     Example:
         >>> loss = ReducedFocalLoss(threshold=0.5, gamma=2.0, from_logits=True)
+        >>> round(float(loss(np.array([[1.0, 0.0]]), np.array([[2.0, 0.5]]))), 4)
+        0.9813
     """
 
     def __init__(self, threshold=0.5, gamma=2.0, from_logits=False, class_weights=None,

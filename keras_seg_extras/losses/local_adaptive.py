@@ -1,5 +1,5 @@
-"""The Locally Adaptive loss (paper 004: "Locally Adaptive Learning Loss for Semantic Image
-Segmentation", sections 3.1-3.2, eqs. 2-5).
+"""The Locally Adaptive loss (Guo, Ren, Gu, Xu and Wu, "Locally Adaptive Learning Loss for
+Semantic Image Segmentation" (2018), sections 3.1-3.2, eqs. 2-5).
 
 At every centre pixel p (every ``stride`` pixels, valid label), the z-scored prediction vectors
 of the neighbours q in a k x k window that carry p's label are pooled with chessboard-distance
@@ -483,7 +483,10 @@ def _patches(labels, x, kernel_size, stride, normalize_by):
 def locally_adaptive_loss(y_true, y_pred, kernel_size=5, stride=1, minkowski_k=3,
                           normalize_by="count", ignore_index=None, from_logits=True,
                           implementation="auto"):
-    """Locally Adaptive loss L^AD of paper 004 (eqs. 2-5), one value per image.
+    """Locally Adaptive loss L^AD, one value per image.
+
+    Guo, Ren, Gu, Xu and Wu, "Locally Adaptive Learning Loss for Semantic Image Segmentation"
+    (2018), eqs. 2-5:
 
     f(p) = (1/xi_p) sum_q mu(p, q) 2^(1 - d(p, q)) x_q over the k x k window of each centre p,
     x the z-score of the prediction vector over its C entries, mu(p, q) = 1 for in-image,
@@ -526,10 +529,10 @@ def locally_adaptive_loss(y_true, y_pred, kernel_size=5, stride=1, minkowski_k=3
         float32 tensor (B,): the loss of each image.
 
     Example:
-        >>> logits = keras.random.normal((2, 32, 32, 21))
-        >>> labels = keras.random.randint((2, 32, 32), 0, 21)
-        >>> locally_adaptive_loss(labels, logits, kernel_size=5).shape
-        (2,)
+        >>> labels = np.array([[[0, 0, 1], [0, 1, 1], [1, 1, 1]]])          # (1, 3, 3)
+        >>> logits = np.stack([2.0 * (labels == 0) - 1.0, 2.0 * (labels == 1) - 1.0], -1)
+        >>> np.round(np.asarray(locally_adaptive_loss(labels, logits, kernel_size=3)), 4)
+        array([0.077], dtype=float32)
     """
     kernel_size, stride, minkowski_k, ignore_index = _check_arguments(
         "locally_adaptive_loss", kernel_size, stride, minkowski_k, normalize_by, ignore_index,
@@ -596,7 +599,9 @@ def _traced_with_static_shapes(labels):
 
 @register
 class LocallyAdaptiveLoss(keras.losses.Loss):
-    """Locally Adaptive loss (paper 004, eqs. 2-5) on (B, H, W, C) logits and integer labels.
+    """Locally Adaptive loss (Guo et al., "Locally Adaptive Learning
+    Loss for Semantic Image Segmentation" (2018), eqs. 2-5) on (B, H, W, C) logits and
+    integer labels.
 
     Selective pooling of z-scored predictions over same-label neighbours in a k x k window,
     weighted 2^(1 - chessboard distance), softmax cross-entropy of the pooled vector against the
@@ -616,8 +621,11 @@ class LocallyAdaptiveLoss(keras.losses.Loss):
         reduction, name, dtype: as for every ``keras.losses.Loss``.
 
     Example:
-        >>> model.compile(optimizer="adam",
-        ...               loss=kse.losses.LocallyAdaptiveLoss(kernel_size=5, ignore_index=255))
+        >>> loss = LocallyAdaptiveLoss(kernel_size=3, ignore_index=255)
+        >>> labels = np.array([[[0, 0, 1], [0, 1, 1], [255, 1, 1]]])
+        >>> logits = np.stack([1.0 * (labels == 0), 1.0 * (labels == 1)], -1)
+        >>> round(float(loss(labels, logits)), 4)
+        0.0759
     """
 
     def __init__(self, kernel_size=5, stride=1, minkowski_k=3, normalize_by="count",

@@ -1,7 +1,7 @@
 """Overlap losses: soft Dice, soft Jaccard (IoU) and the Lovász extensions of the Jaccard loss.
 
-Paper 003 (section 4.1.6) trains with BCE + Dice and tries the Lovász loss; the Lovász losses
-follow Berman, Rannen Triki and Blaschko, "The Lovász-Softmax loss: a tractable surrogate for
+"SIIM-ACR Pneumothorax Segmentation", work report (2019), section 4.1.6, trains with BCE +
+Dice and tries the Lovász loss; the Lovász losses follow Berman, Rannen Triki and Blaschko, "The Lovász-Softmax loss: a tractable surrogate for
 the optimization of the intersection-over-union measure in neural networks", CVPR 2018.
 
 Shared conventions:
@@ -30,7 +30,7 @@ import numpy as np
 from keras import ops
 
 from keras_seg_extras.losses._soft_overlap import (
-    MODES,
+    MODES as _MODES,
     prediction,
     probabilities_and_targets,
     soft_overlap_loss,
@@ -102,8 +102,8 @@ def dice_loss(y_true, y_pred, mode, from_logits=False, smooth=1.0, per_image=Fal
         0.0
         >>> hard = np.array([[[[0.0], [1.0]], [[0.0], [1.0]]]])
         >>> p = np.array([[[[0.2], [0.9]], [[0.1], [0.6]]]])
-        >>> round(float(dice_loss(hard, p, "binary")), 4), round(float(dice_loss(hard, p, "binary", soft=True)), 4)
-        (0.1667, 0.1667)
+        >>> [round(float(dice_loss(hard, p, "binary", soft=s)), 4) for s in (False, True)]
+        [0.1667, 0.1667]
     """
     return soft_overlap_loss("dice_loss", "dice", y_true, y_pred, mode, from_logits, smooth,
                              per_image, ignore_index, sample_weight, soft)
@@ -540,7 +540,7 @@ class _SoftOverlapLoss(_OverlapLossBase):
                  name, dtype):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         owner = type(self).__name__
-        self.mode = check_choice(owner, "mode", mode, MODES)
+        self.mode = check_choice(owner, "mode", mode, _MODES)
         self.from_logits = check_flag(owner, "from_logits", from_logits)
         self.smooth = check_number(owner, "smooth", smooth, minimum=0)
         self.per_image = check_flag(owner, "per_image", per_image)

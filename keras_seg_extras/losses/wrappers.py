@@ -1,6 +1,7 @@
 """Loss wrappers: losses built around another loss.
 
-``DropWorst``: automatic outlier removal of paper 000 (section 2.4): in each minibatch, the
+``DropWorst``: automatic outlier removal of Okazaki et al., "Hitachi at TRECVID DSDI 2020" (2020),
+section 2.4: in each minibatch, the
 k samples with the largest loss are left out of the reduction.
 """
 
@@ -28,9 +29,12 @@ def _inner_per_sample(inner, y_true, y_pred):
 
 @register
 class DropWorst(keras.losses.Loss):
-    """Drop the k largest per-sample losses of each minibatch (paper 000, section 2.4).
+    """Drop the k largest per-sample losses of each minibatch.
 
-    Paper 000's automatic outlier removal: images whose labels are wrong (outliers) keep a
+    Okazaki, Kong, Klinkigt and Yoshinaga, "Hitachi at TRECVID DSDI 2020", TRECVID 2020
+    notebook paper (2020), section 2.4.
+
+    The paper's automatic outlier removal: images whose labels are wrong (outliers) keep a
     high loss once the model has learnt the classes, so the largest loss of each minibatch
     is left out of the sum. With per-sample values ``l_1..l_n`` sorted so that the dropped
     ones are the k largest, the default reduction gives::
@@ -66,8 +70,13 @@ class DropWorst(keras.losses.Loss):
         name, dtype: as for any Keras loss.
 
     Example:
-        >>> loss = DropWorst(SoftFocalLoss(gamma=2.0, from_logits=True), k=1)
-        >>> model.compile(optimizer="adam", loss=loss)
+        >>> import numpy as np
+        >>> from keras_seg_extras.losses import SoftFocalLoss
+        >>> loss = DropWorst(SoftFocalLoss(gamma=0.0, from_logits=True), k=1)
+        >>> y = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+        >>> x = np.array([[3.0, -3.0], [3.0, -3.0], [2.0, 2.0]])   # sample 1 looks mislabelled
+        >>> round(float(loss(y, x)), 4)                          # the mean of samples 0 and 2
+        0.1755
     """
 
     def __init__(self, loss, k=1, reduction="sum_over_batch_size", name="drop_worst",

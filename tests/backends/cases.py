@@ -158,7 +158,6 @@ def _losses():
         **{f"SymmetricLovaszLoss_multilabel_{s}": (
             (lambda s=s: L.SymmetricLovaszLoss(jaccard_set=s)), "multilabel_hard")
            for s in ("sample", "class", "batch")},
-        "LovaszHingeLoss_multilabel": (lambda: L.LovaszHingeLoss(), "multilabel_hard"),
         "LovaszSoftmaxLoss_batch": (lambda: L.LovaszSoftmaxLoss(), "multiclass"),
         "LovaszSoftmaxLoss_per_image": (lambda: L.LovaszSoftmaxLoss(per_image=True),
                                         "multiclass"),

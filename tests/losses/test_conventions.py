@@ -62,6 +62,49 @@ def test_boolean_arguments_are_strict(name):
             assert getattr(cls(**REQUIRED[name](), **{flag: value}), flag) is value
 
 
+FUNCTION_INPUTS = {  # (kind of inputs, required arguments) of each public loss function
+    "bce_dice_loss": ("maps", {}),
+    "class_balanced_focal_loss": ("labels", dict(class_counts=[10, 3, 1])),
+    "dice_loss": ("maps", dict(mode="binary")),
+    "jaccard_loss": ("maps", dict(mode="binary")),
+    "locally_adaptive_loss": ("classes", dict(kernel_size=3)),
+    "lovasz_hinge": ("maps", {}),
+    "lovasz_softmax": ("classes", {}),
+    "reduced_focal_loss": ("labels", {}),
+    "soft_focal_loss": ("labels", {}),
+    "symmetric_lovasz": ("maps", {}),
+    "tilted_cross_entropy": ("classes", {}),
+}
+
+
+def _function_inputs(kind):
+    if kind == "maps":
+        return np.array([[[1.0, 0.0], [0.0, 1.0]]]), np.zeros((1, 2, 2, 1), "float32")
+    if kind == "labels":
+        return np.array([[1.0, 0.0, 0.5]]), np.array([[0.7, 0.2, 0.5]])
+    return np.array([[[0, 1], [2, 1]]]), np.zeros((1, 2, 2, 3), "float32")
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTION_INPUTS))
+def test_boolean_arguments_of_the_functions_are_strict(name):
+    function = getattr(L, name)
+    flags = [flag for flag, parameter in inspect.signature(function).parameters.items()
+             if isinstance(parameter.default, bool)]
+    assert flags, name
+    kind, arguments = FUNCTION_INPUTS[name]
+    for flag in flags:
+        with pytest.raises(ValueError, match=rf"`{flag}` must be True or False; received 'no'"):
+            function(*_function_inputs(kind), **arguments, **{flag: "no"})
+    with pytest.raises(ValueError, match=r"`normalize` must be True or False; received 1"):
+        L.class_balanced_weights([10, 3], normalize=1)
+
+
+def test_every_public_loss_function_is_covered():
+    functions = {name for name in L.__all__ if inspect.isfunction(getattr(L, name))}
+    helpers = {"auxiliary_class_labels", "chessboard_weights", "class_balanced_weights"}
+    assert functions - helpers == set(FUNCTION_INPUTS)
+
+
 @pytest.mark.parametrize("name", sorted(REQUIRED))
 def test_config_chains_the_keras_base_and_round_trips(name):
     loss = getattr(L, name)(**REQUIRED[name]())
