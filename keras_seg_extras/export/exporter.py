@@ -11,8 +11,8 @@ import numpy as np
 
 from keras_seg_extras._common import check_number, fail
 from keras_seg_extras.export.formats import FORMATS
-from keras_seg_extras.export.serving import (ENDPOINTS, check_servable, input_spec,
-                                             keras_reference, serving_function, tta_model)
+from keras_seg_extras.export.serving import (ENDPOINTS, _check_servable, _input_spec,
+                                             _keras_reference, _tta_model, serving_function)
 
 #: Height and width of the verification probe when the image size is dynamic: odd, unequal
 #: (a transposition shows), and not multiples of 32 (the padding and cropping run).
@@ -80,7 +80,7 @@ def _check_path(owner, fmt, path):
     return path
 
 
-def verify_artifact(owner, fmt, path, model, *, input_dtypes, image_size, threshold, multiple,
+def _verify_artifact(owner, fmt, path, model, *, input_dtypes, image_size, threshold, multiple,
                     uint8_scale, tolerance):
     """Run the artifact at ``path`` with its format's runtime on a uint8 probe and its float32
     twin, and compare with ``model`` (Keras, NumPy padding); raise past ``tolerance``.
@@ -98,7 +98,7 @@ def verify_artifact(owner, fmt, path, model, *, input_dtypes, image_size, thresh
     scaled = images.astype(np.float32)
     if uint8_scale != 1.0:
         scaled = scaled * np.float32(uint8_scale)
-    expected = keras_reference(model, scaled, multiple)
+    expected = _keras_reference(model, scaled, multiple)
     worst = 0.0
     for dtype in input_dtypes:
         where = f"the {fmt} artifact at {path} (endpoint {ENDPOINTS[dtype]!r}, input {dtype} " \
@@ -152,7 +152,7 @@ def _export(owner, model, path, format, tta, threshold, multiple, uint8_scale, i
     if format not in FORMATS:
         fail(owner, "format", format, f"must be one of {', '.join(map(repr, FORMATS))}")
     model = _mask_output_only(owner, model)
-    check_servable(owner, model)
+    _check_servable(owner, model)
     if threshold is not None:
         threshold = check_number(owner, "threshold", threshold, minimum=0.0, maximum=1.0)
     multiple = check_number(owner, "multiple", multiple, minimum=1, integer=True)
@@ -165,16 +165,16 @@ def _export(owner, model, path, format, tta, threshold, multiple, uint8_scale, i
     image_size = _check_image_size(owner, image_size)
     path = _check_path(owner, format, path)
 
-    served = tta_model(model, tta)
+    served = _tta_model(model, tta)
     channels = served.input_shape[-1]
-    specs = {dtype: input_spec(dtype, channels, image_size) for dtype in input_dtypes}
+    specs = {dtype: _input_spec(dtype, channels, image_size) for dtype in input_dtypes}
     serve = serving_function(served, threshold, multiple, uint8_scale)
     FORMATS[format].write(owner, served, serve, specs, path, verbose=verbose)
     if verbose:
         print(f"{owner}: wrote {format} to {path} "
               f"(endpoints: {', '.join(ENDPOINTS[d] for d in input_dtypes)})")
     if verify:
-        difference = verify_artifact(owner, format, path, served, input_dtypes=input_dtypes,
+        difference = _verify_artifact(owner, format, path, served, input_dtypes=input_dtypes,
                                      image_size=image_size, threshold=threshold,
                                      multiple=multiple, uint8_scale=uint8_scale,
                                      tolerance=tolerance)

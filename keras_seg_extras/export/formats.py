@@ -38,7 +38,7 @@ def _needs(owner, fmt, *modules):
     return imported
 
 
-class SavedModelFormat:
+class _SavedModelFormat:
     """A SavedModel directory with one endpoint per input dtype (TensorFlow or TF-Serving)."""
 
     name = "tf_saved_model"
@@ -57,7 +57,7 @@ class SavedModelFormat:
         return {key: value.numpy() for key, value in outputs.items()}
 
 
-class OnnxFormat:
+class _OnnxFormat:
     """One ``.onnx`` graph (tf2onnx), input ``images``, outputs ``probabilities`` and ``mask``.
 
     An ONNX graph has a single entry point, so an ONNX file takes one input dtype. Dynamic axes
@@ -104,7 +104,7 @@ class OnnxFormat:
         return dict(zip(names, session.run(names, {"images": images})))
 
 
-class LiteRTFormat:
+class _LiteRTFormat:
     """One ``.tflite`` flatbuffer with a signature per input dtype, TFLite builtin ops only
     (no Flex delegate needed), for the LiteRT interpreter (``ai_edge_litert``)."""
 
@@ -137,5 +137,5 @@ class LiteRTFormat:
         return {key: np.asarray(value) for key, value in runner(images=images).items()}
 
 
-FORMATS = {f.name: f for f in (SavedModelFormat(), OnnxFormat(), LiteRTFormat())}
+FORMATS = {f.name: f for f in (_SavedModelFormat(), _OnnxFormat(), _LiteRTFormat())}
 

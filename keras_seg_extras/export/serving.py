@@ -30,7 +30,7 @@ tf = OptionalModule("tensorflow", "tf")
 ENDPOINTS = {"float32": "serve", "uint8": "serve_uint8"}
 
 
-def tta_model(model, tta):
+def _tta_model(model, tta):
     """``model`` wrapped in test-time augmentation: None, a preset/tuple, or a dict of arguments."""
     if tta is None:
         return model
@@ -39,7 +39,7 @@ def tta_model(model, tta):
     return with_tta(model, tta)
 
 
-def check_servable(owner, model):
+def _check_servable(owner, model):
     """Raise unless ``model`` is a single-input, single-output image model of any H and W."""
     if keras.backend.backend() != "tensorflow":
         fail(owner, "model", getattr(model, "name", model),
@@ -64,7 +64,7 @@ def check_servable(owner, model):
         fail(owner, "model", model.name, "must have a known number of input channels")
 
 
-def input_spec(dtype, channels, image_size=None):
+def _input_spec(dtype, channels, image_size=None):
     """The ``images`` TensorSpec of one endpoint: (B, H, W, C), H and W dynamic or fixed."""
     height, width = (None, None) if image_size is None else image_size
     return tf.TensorSpec([None, height, width, channels], tf.as_dtype(dtype), name="images")
@@ -122,7 +122,7 @@ def serving_function(model, threshold=None, multiple=32, uint8_scale=1.0):
     return serve
 
 
-def keras_reference(model, images, multiple=32):
+def _keras_reference(model, images, multiple=32):
     """What the exported graph must return, computed from the Keras model with NumPy padding.
 
     Zero-pads ``images`` (float32, already scaled) bottom/right to a multiple of ``multiple``,

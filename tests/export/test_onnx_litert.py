@@ -204,7 +204,7 @@ def test_verification_raises_with_the_figure(members, tmp_path, monkeypatch):
     with pytest.raises(ExportVerificationError,
                        match=r"export_model: the onnx artifact .* differs from the Keras model by "
                              r"up to 0\.003 in probability, more than the tolerance 0\.0001"):
-        exporter.verify_artifact("export_model", "onnx", str(path), net, **arguments)
+        exporter._verify_artifact("export_model", "onnx", str(path), net, **arguments)
 
     def inverted(owner, path, dtype, images):
         out = run(owner, path, dtype, images)
@@ -212,9 +212,9 @@ def test_verification_raises_with_the_figure(members, tmp_path, monkeypatch):
 
     monkeypatch.setattr(onnx_format, "run", inverted)
     with pytest.raises(ExportVerificationError, match=r"uint8 mask with \d+ pixel\(s\) unlike"):
-        exporter.verify_artifact("export_model", "onnx", str(path), net, **arguments)
+        exporter._verify_artifact("export_model", "onnx", str(path), net, **arguments)
     monkeypatch.setattr(onnx_format, "run", run)
-    assert exporter.verify_artifact("export_model", "onnx", str(path), net, **arguments) < 1e-4
+    assert exporter._verify_artifact("export_model", "onnx", str(path), net, **arguments) < 1e-4
 
     import onnx  # the graph's interface: stable names, uint8 input, named dynamic axes
 
