@@ -180,7 +180,7 @@ class FairnessIoU(ConfusionMatrixIoU):
     """
 
     def __init__(self, num_classes, statistic="worst", reference_order=None, ignore_index=None,
-                 from_logits=True, name=None, dtype=None):
+                 from_logits=False, name=None, dtype=None):
         owner = type(self).__name__
         check_choice(owner, "statistic", statistic, _STATISTICS)
         super().__init__(num_classes, ignore_index=ignore_index, from_logits=from_logits,
@@ -243,7 +243,7 @@ class FairnessIoU(ConfusionMatrixIoU):
         return config
 
 
-def fairness_metrics(num_classes, ignore_index=None, from_logits=True, reference_order=None):
+def fairness_metrics(num_classes, ignore_index=None, from_logits=False, reference_order=None):
     """The metrics that log the paper's fairness figures every epoch, for ``compile``.
 
     Returns ``[ConfusionMatrixIoU(name="miou"), FairnessIoU(statistic) for worst, std,
