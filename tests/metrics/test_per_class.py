@@ -79,12 +79,10 @@ def _assert_logs(logs, expected, prefix=""):
                                                                       rel_tol=1e-6), key
 
 
-def _fit_with_loggers(model, tmp_path):
+def _fit(model, epochs=1, callbacks=()):
     train, val = _data(0), _data(1)
     history = model.fit(train[1], train[0], validation_data=(val[1], val[0]), batch_size=4,
-                        epochs=2, verbose=0, shuffle=False,
-                        callbacks=[keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
-                                   keras.callbacks.TensorBoard(str(tmp_path / "tb"))])
+                        epochs=epochs, verbose=0, shuffle=False, callbacks=list(callbacks))
     return history, _reference(*train), _reference(*val)
 
 
@@ -106,7 +104,9 @@ def test_direct_values_match_a_numpy_confusion_matrix_over_two_batches():
 
 def test_fit_writes_a_csv_column_and_a_tensorboard_tag_per_class(tmp_path):
     model = _model()
-    history, train, val = _fit_with_loggers(model, tmp_path)
+    history, train, val = _fit(model, epochs=2, callbacks=[
+        keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
+        keras.callbacks.TensorBoard(str(tmp_path / "tb"))])
     _assert_logs({k: v[-1] for k, v in history.history.items()}, train)
     _assert_logs({k: v[-1] for k, v in history.history.items()}, val, prefix="val_")
     with open(tmp_path / "log.csv") as handle:
@@ -131,10 +131,10 @@ def test_fit_writes_a_csv_column_and_a_tensorboard_tag_per_class(tmp_path):
     _assert_logs(model.evaluate(logits, labels, verbose=0, return_dict=True), val)
 
 
-def test_two_replicas_log_the_one_device_values(tmp_path):
+def test_two_replicas_log_the_one_device_values():
     with two_cpu_replicas().scope():
         model = _model()
-    history, train, val = _fit_with_loggers(model, tmp_path)
+    history, train, val = _fit(model)  # batches of 4: 2 images on each replica
     _assert_logs({k: v[-1] for k, v in history.history.items()}, train)
     _assert_logs({k: v[-1] for k, v in history.history.items()}, val, prefix="val_")
 
