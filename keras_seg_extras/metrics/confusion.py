@@ -14,7 +14,9 @@ from keras_seg_extras._common import (
     check_flag,
     check_number,
     check_optional_int,
+    concrete_numpy,
     fail,
+    faulty_to_nan,
     nan_if_any_nan,
     num_channels,
     register,
@@ -65,7 +67,8 @@ class ConfusionMatrixIoU(keras.metrics.Metric):
       the argmax, identical for both, so ``from_logits`` has no effect here. For a binary model
       (``num_classes=2``) ``y_pred`` may also have one channel: the predicted class is 1 where
       the probability exceeds 0.5 (the default ``from_logits=False``; scores outside [0, 1]
-      are then refused like faulty labels, see docs/backends.md) or, with
+      then raise a ``ValueError`` on concrete values and make the matrix NaN inside a
+      compiled step) or, with
       ``from_logits=True``, where the logit exceeds 0.
     - ``sample_weight`` (optional): (B,) per-image or (B, H, W) per-pixel weights; the
       matrix then holds weighted counts.
@@ -114,28 +117,34 @@ class ConfusionMatrixIoU(keras.metrics.Metric):
         )
 
     def _predicted_classes(self, y_pred):
+        """``(classes, scores)``: the predicted class map, and the scores the matrix is made
+        NaN from (NaN where single-channel probabilities lie outside [0, 1])."""
         owner = type(self).__name__
         static_rank(owner, "y_pred", y_pred, (4,))
         channels = num_channels(owner, y_pred)
         if channels == 1 and self.num_classes == 2:
             scores = as_float32(y_pred)[..., 0]
             if self.from_logits:
-                return ops.cast(scores > 0.0, "int32")
+                return ops.cast(scores > 0.0, "int32"), y_pred
             # Probabilities must be probabilities: logits read with threshold 0.5 would give
             # a wrong matrix without a word (this metric's from_logits default was True).
-            scores = check_binary_values(owner, scores, kind=_PROBABILITIES)
-            return ops.cast(scores > 0.5, "int32")
+            # Concrete values raise; in a compiled step the matrix becomes NaN (no host
+            # callback or assertion: the labels' checks already stop such a step).
+            if concrete_numpy(scores) is not None:
+                check_binary_values(owner, scores, kind=_PROBABILITIES)
+            outside = ops.logical_not(ops.logical_and(scores >= 0.0, scores <= 1.0))
+            return ops.cast(scores > 0.5, "int32"), faulty_to_nan(scores, outside)
         if channels != self.num_classes:
             fail(owner, "y_pred", f"tensor of shape {tuple(y_pred.shape)}",
                  f"must have num_classes={self.num_classes} channels"
                  + (" (or 1 for a binary model)" if self.num_classes == 2 else ""))
-        return ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+        return ops.cast(ops.argmax(y_pred, axis=-1), "int32"), y_pred
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         """Add the pixels of one batch to the matrix."""
         owner = type(self).__name__
         y_pred = ops.convert_to_tensor(y_pred)
-        predicted = self._predicted_classes(y_pred)
+        predicted, checked_scores = self._predicted_classes(y_pred)
         targets, valid = segmentation_targets(owner, y_true, self.num_classes,
                                               self.ignore_index, y_pred=y_pred)
         truth = ops.cast(ops.argmax(targets, axis=-1), "int32")
@@ -165,7 +174,7 @@ class ConfusionMatrixIoU(keras.metrics.Metric):
         counts = ops.reshape(ops.cast(counts[: c * c], "float64"), (c, c))
         # NaN scores (argmax picks a class for them) or faulty labels (NaN validity, see
         # segmentation_targets) make the whole matrix NaN, never a silent count.
-        counts = nan_if_any_nan(counts, y_pred, weights)
+        counts = nan_if_any_nan(counts, checked_scores, weights)
         self.total_confusion_matrix.assign_add(counts)
 
     def confusion_matrix(self):

@@ -156,3 +156,14 @@ def test_from_logits_defaults_to_probabilities_and_refuses_logits_read_as_probab
     old = {"name": "miou", "dtype": "float32", "num_classes": 2, "ignore_index": None,
            "from_logits": True}
     assert kse.metrics.ConfusionMatrixIoU.from_config(old).from_logits is True
+
+
+def test_logits_on_the_probability_default_make_a_compiled_matrix_nan():
+    model = keras.Sequential([keras.Input((2, 2, 1)), keras.layers.Identity()])
+    model.compile(loss=lambda y, p: keras.ops.mean(p) * 0.0,
+                  metrics=[kse.metrics.ConfusionMatrixIoU(2, name="miou")])
+    labels = np.array([[[0, 1], [1, 0]]] * 2)
+    probabilities = np.array([[[[0.2], [0.7]], [[0.6], [0.1]]]] * 2, "float32")
+    assert model.evaluate(probabilities, labels, verbose=0, return_dict=True)["miou"] == 1.0
+    logits = probabilities * 8.0 - 4.0  # the same classes, read as probabilities: refused
+    assert np.isnan(model.evaluate(logits, labels, verbose=0, return_dict=True)["miou"])
