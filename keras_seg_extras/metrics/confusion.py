@@ -128,8 +128,8 @@ class ConfusionMatrixIoU(keras.metrics.Metric):
                 return ops.cast(scores > 0.0, "int32"), y_pred
             # Probabilities must be probabilities: logits read with threshold 0.5 would give
             # a wrong matrix without a word (this metric's from_logits default was True).
-            # Concrete values raise; in a compiled step the matrix becomes NaN (no host
-            # callback or assertion: the labels' checks already stop such a step).
+            # Concrete values raise; in a compiled step the matrix becomes NaN (a second
+            # host callback in a JAX step hid the label check's message behind a TypeError).
             if concrete_numpy(scores) is not None:
                 check_binary_values(owner, scores, kind=_PROBABILITIES)
             outside = ops.logical_not(ops.logical_and(scores >= 0.0, scores <= 1.0))
