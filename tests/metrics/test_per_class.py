@@ -173,3 +173,18 @@ def test_nan_predictions_make_every_value_nan_and_default_names_are_indices():
 def test_bad_class_names_are_refused(names, expectation):
     with pytest.raises(ValueError, match=r"PerClassIoU: `class_names` " + expectation):
         kse.metrics.PerClassIoU(3, class_names=names)
+
+
+def test_float16_scores_an_ignored_only_batch_and_the_reset():
+    labels, logits = _data(4, batch=2)
+    half, full = _metrics()[0], _metrics()[0]
+    half.update_state(labels, logits.astype("float16"))
+    full.update_state(labels, logits.astype("float16").astype("float32"))
+    assert {k: float(v) for k, v in half.result().items()} == pytest.approx(
+        {k: float(v) for k, v in full.result().items()}, nan_ok=True)
+    _assert_logs(half.result(), {k: v for k, v in _reference(labels, logits.astype(
+        "float16").astype("float32")).items() if k.startswith("iou")})
+    half.reset_state()
+    half.update_state(np.full((1, 2, 2), IGNORE), logits[:1, :2, :2])
+    result = {k: float(v) for k, v in half.result().items()}
+    assert result["iou"] == 0.0 and all(math.isnan(result[f"iou/{n}"]) for n in NAMES)
