@@ -1,4 +1,7 @@
-"""Fairness of a segmentation model across its classes (paper 002, section 3 and table 3).
+"""Fairness of a segmentation model across its classes.
+
+The criteria of Szabó, Jamali-Rad and Mannava, "Tilted Cross-Entropy (TCE): Promoting
+Fairness in Semantic Segmentation", CVPR Workshops (2021), section 3 and table 3.
 
 From the per-class IoUs of a confusion matrix: the mean IoU, the worst class IoU, the standard
 deviation of the class IoUs, the mean IoU of the bottom and top 25% of the classes sorted by
@@ -44,7 +47,21 @@ def _check_order(owner, reference_order, num_classes):
 
 
 def class_iou_from_confusion(confusion_matrix):
-    """Per-class IoU (C,) from a (C, C) matrix (rows truth); NaN for classes never seen."""
+    """Per-class IoU (C,) from a (C, C) matrix (rows truth); NaN for classes never seen.
+
+    ``IoU_c = M[c, c] / (sum_j M[c, j] + sum_i M[i, c] - M[c, c])``, in NumPy float64.
+
+    Args:
+        confusion_matrix: (C, C) counts, rows the true class, columns the predicted one.
+
+    Returns:
+        (C,) float64 array.
+
+    Example:
+        >>> import keras_seg_extras as kse
+        >>> kse.metrics.class_iou_from_confusion([[2, 1, 0], [0, 1, 0], [0, 0, 0]]).round(4)
+        array([0.6667, 0.5   ,    nan])
+    """
     matrix = np.asarray(confusion_matrix, np.float64)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 1:
         fail("class_iou_from_confusion", "confusion_matrix", f"array of shape {matrix.shape}",
@@ -70,6 +87,15 @@ def fairness_from_class_iou(class_iou, reference_order=None):
         IoU of the classes in that tail)), ``num_classes`` (n, the classes evaluated),
         ``class_iou`` (C,) and ``order`` (the evaluated classes in the sorting order used).
         With no evaluated class every figure is NaN.
+
+    Example:
+        >>> import numpy as np
+        >>> import keras_seg_extras as kse
+        >>> report = kse.metrics.fairness_from_class_iou([0.9, 0.2, 0.5, np.nan, 0.7])
+        >>> report["num_classes"], round(report["miou"], 4), round(report["std_iou"], 4)
+        (4, 0.575, 0.2586)
+        >>> report["worst_iou"], report["sorted_bottom_25"], report["bottom_25th_percentile"]
+        (0.2, 0.2, (0.425, 0.2))
     """
     owner = "fairness_report"
     iou = np.asarray(class_iou, np.float64)
@@ -104,7 +130,9 @@ def fairness_from_class_iou(class_iou, reference_order=None):
 
 
 def fairness_report(confusion_matrix, reference_order=None):
-    """Fairness criteria of paper 002 (section 3, table 3) from a confusion matrix.
+    """Fairness criteria of Szabó et al. (TCE, 2021; section 3, table 3) from a confusion matrix.
+
+    See the module docstring for the conventions (unseen classes, tail size, percentiles).
 
     Args:
         confusion_matrix: (C, C) pixel counts, rows the true class, columns the predicted
@@ -116,9 +144,17 @@ def fairness_report(confusion_matrix, reference_order=None):
         The dict of ``fairness_from_class_iou``.
 
     Example:
-        >>> base = fairness_report(cm_ce)
-        >>> tce = fairness_report(cm_tce, reference_order=np.argsort(base["class_iou"]))
-        >>> tce["sorted_bottom_25"], tce["worst_iou"], tce["std_iou"]
+        Sort both models by the cross-entropy baseline, as the paper does:
+
+        >>> import numpy as np
+        >>> import keras_seg_extras as kse
+        >>> base = kse.metrics.fairness_report(np.array([[8, 2, 0], [1, 3, 0], [0, 2, 4]]))
+        >>> base["order"].tolist(), round(base["miou"], 4), round(base["worst_iou"], 4)
+        ([1, 2, 0], 0.5896, 0.375)
+        >>> tce = kse.metrics.fairness_report(np.array([[7, 2, 1], [0, 4, 0], [0, 1, 5]]),
+        ...                                   reference_order=base["order"])
+        >>> round(tce["miou"], 4), round(tce["sorted_bottom_25"], 4)
+        (0.6619, 0.5714)
     """
     return fairness_from_class_iou(class_iou_from_confusion(confusion_matrix), reference_order)
 
@@ -132,6 +168,18 @@ def format_fairness_table(reports, scale=100.0):
 
     Returns:
         The table as a string.
+
+    Example:
+        >>> import numpy as np
+        >>> import keras_seg_extras as kse
+        >>> base = kse.metrics.fairness_report(np.array([[8, 2, 0], [1, 3, 0], [0, 2, 4]]))
+        >>> tce = kse.metrics.fairness_report(np.array([[7, 2, 1], [0, 4, 0], [0, 1, 5]]),
+        ...                                   reference_order=base["order"])
+        >>> print(kse.metrics.format_fairness_table({"CE": base, "TCE": tce}))
+        method  mIoU   sorted bottom 25%  ...  worst  std
+        ------  -----  ...
+        CE      58.96  37.50 ...  37.50  15.38
+        TCE     66.19  57.14 ...  57.14  6.42
     """
     header = ("method", "mIoU", "sorted bottom 25%", "sorted top 25%",
               "25th pct bottom (thr, mean)", "25th pct top (thr, mean)", "worst", "std")
@@ -172,15 +220,22 @@ class FairnessIoU(ConfusionMatrixIoU):
         num_classes: number of classes C.
         statistic: one of the names above.
         reference_order: optional permutation of the class indices, worst to best.
-        ignore_index, from_logits, name, dtype: as ``ConfusionMatrixIoU``.
+        ignore_index, from_logits, name, dtype: as ``ConfusionMatrixIoU`` (``from_logits``
+            defaults to False, probabilities, like every metric of the package).
 
     Example:
-        >>> model.compile(optimizer="adam", loss=loss,
-        ...               metrics=kse.metrics.fairness_metrics(19, ignore_index=255))
+        >>> import numpy as np
+        >>> import keras_seg_extras as kse
+        >>> labels = np.array([[[0, 1], [2, 2]]])
+        >>> scores = np.eye(3, dtype="float32")[[[[0, 1], [1, 2]]]]  # one "2" predicted as 1
+        >>> worst = kse.metrics.FairnessIoU(3, statistic="worst")
+        >>> worst.update_state(labels, scores)
+        >>> round(float(worst.result()), 4)                          # IoUs 1, 0.5, 0.5
+        0.5
     """
 
     def __init__(self, num_classes, statistic="worst", reference_order=None, ignore_index=None,
-                 from_logits=True, name=None, dtype=None):
+                 from_logits=False, name=None, dtype=None):
         owner = type(self).__name__
         check_choice(owner, "statistic", statistic, _STATISTICS)
         super().__init__(num_classes, ignore_index=ignore_index, from_logits=from_logits,
@@ -243,11 +298,28 @@ class FairnessIoU(ConfusionMatrixIoU):
         return config
 
 
-def fairness_metrics(num_classes, ignore_index=None, from_logits=True, reference_order=None):
+def fairness_metrics(num_classes, ignore_index=None, from_logits=False, reference_order=None):
     """The metrics that log the paper's fairness figures every epoch, for ``compile``.
 
-    Returns ``[ConfusionMatrixIoU(name="miou"), FairnessIoU(statistic) for worst, std,
-    sorted bottom/top 25% and the bottom/top 25th-percentile tails]``.
+    Szabó, Jamali-Rad and Mannava, "Tilted Cross-Entropy (TCE): Promoting Fairness in
+    Semantic Segmentation", CVPR Workshops (2021), table 3.
+
+    Args:
+        num_classes: number of classes C.
+        ignore_index: integer label value whose pixels are not counted, or None.
+        from_logits: as ``ConfusionMatrixIoU`` (default False: probabilities).
+        reference_order: class indices from worst to best of a reference model, for the
+            sorted bottom/top 25% (None: each epoch's own order).
+
+    Returns:
+        ``[ConfusionMatrixIoU(name="miou"), FairnessIoU(statistic) for worst, std, sorted
+        bottom/top 25% and the bottom/top 25th-percentile tails]``.
+
+    Example:
+        >>> import keras_seg_extras as kse
+        >>> [metric.name for metric in kse.metrics.fairness_metrics(19, ignore_index=255)]
+        ['miou', 'worst_iou', 'std_iou', 'sorted_bottom_25_iou', 'sorted_top_25_iou',
+         'bottom_25th_percentile_iou', 'top_25th_percentile_iou']
     """
     common = dict(ignore_index=ignore_index, from_logits=from_logits)
     metrics = [ConfusionMatrixIoU(num_classes, name="miou", **common)]

@@ -1,4 +1,8 @@
-"""Streaming Dice coefficient and IoU for binary masks (paper 003, section 4.1.5).
+"""Streaming Dice coefficient and IoU for binary masks.
+
+The two metrics of "SIIM-ACR Pneumothorax Segmentation", work report of SIIM's Kaggle
+competition (2019), section 4.1.5, which checkpoints on both; the per-image mean Dice with
+its empty-mask rule is the competition's leaderboard metric.
 
 Dice = 2TP / (2TP + FP + FN) and IoU = TP / (TP + FP + FN), on masks thresholded at
 ``threshold``. With ``per_image=True`` (default) each image is scored on its own and the
@@ -118,13 +122,24 @@ class DiceCoefficient(_BinaryOverlapMetric):
     Args:
         threshold: probability threshold in [0, 1].
         per_image: mean of per-image scores (True) or one score over all pixels (False).
-        from_logits: whether ``y_pred`` holds logits.
+        from_logits: whether ``y_pred`` holds logits (False, the default of every metric of
+            the package: probabilities).
         ignore_index: truth value of pixels to leave out, or None.
         name: metric name.
         dtype: dtype of the result.
 
     Example:
-        >>> model.compile(loss=BCEDiceLoss(), metrics=[DiceCoefficient()])
+        Two images, the second empty in truth and prediction (it scores 1):
+
+        >>> import numpy as np
+        >>> import keras_seg_extras as kse
+        >>> masks = np.array([[[1, 1], [0, 0]], [[0, 0], [0, 0]]], "float32")
+        >>> probabilities = np.array([[[0.9, 0.2], [0.7, 0.1]],
+        ...                           [[0.1, 0.3], [0.2, 0.4]]], "float32")
+        >>> dice = kse.metrics.DiceCoefficient()
+        >>> dice.update_state(masks, probabilities)
+        >>> round(float(dice.result()), 4)               # (2 * 1 / 4 + 1) / 2
+        0.75
     """
 
     def __init__(self, threshold=0.5, per_image=True, from_logits=False, ignore_index=None,
@@ -143,7 +158,17 @@ class IoUScore(_BinaryOverlapMetric):
     Arguments and conventions as :class:`DiceCoefficient`.
 
     Example:
-        >>> model.compile(loss=BCEDiceLoss(), metrics=[IoUScore(per_image=False)])
+        >>> import numpy as np
+        >>> import keras_seg_extras as kse
+        >>> masks = np.array([[[1, 1], [0, 0]], [[0, 0], [0, 0]]], "float32")
+        >>> logits = np.array([[[2.0, -1.0], [1.0, -3.0]],
+        ...                    [[-2.0, -1.0], [-1.0, -0.5]]], "float32")
+        >>> per_image = kse.metrics.IoUScore(from_logits=True)
+        >>> pooled = kse.metrics.IoUScore(from_logits=True, per_image=False)
+        >>> for metric in (per_image, pooled):
+        ...     metric.update_state(masks, logits)
+        >>> round(float(per_image.result()), 4), round(float(pooled.result()), 4)
+        (0.6667, 0.3333)
     """
 
     def __init__(self, threshold=0.5, per_image=True, from_logits=False, ignore_index=None,

@@ -2,7 +2,8 @@
 
 Both binarise the (possibly soft) targets with ``y_true >= threshold`` and rank the
 predictions as given (probabilities or logits: the ranking is the same unless sigmoid
-saturation creates ties in float32, so pass what you evaluate). Paper 000 reports LRAP
+saturation creates ties in float32, so pass what you evaluate). Okazaki, Kong, Klinkigt and
+Yoshinaga, "Hitachi at TRECVID DSDI 2020", TRECVID 2020 notebook paper (2020), report LRAP
 (table 2, scikit-learn's ``label_ranking_average_precision_score``) and mAP (table 3).
 """
 
@@ -63,6 +64,15 @@ def label_ranking_average_precision_per_sample(relevant, scores):
 
     Returns:
         (B,) float32.
+
+    Example:
+        >>> import numpy as np
+        >>> import keras_seg_extras as kse
+        >>> relevant = np.array([[1, 0, 0], [0, 1, 1]], "float32")
+        >>> scores = np.array([[0.8, 0.3, 0.1], [0.9, 0.6, 0.2]], "float32")
+        >>> per_sample = kse.metrics.label_ranking_average_precision_per_sample(relevant, scores)
+        >>> np.asarray(per_sample).round(4).tolist()           # (1/2 + 2/3) / 2 for the second
+        [1.0, 0.5833]
     """
     at_least = ops.cast(
         ops.greater_equal(scores[:, None, :], scores[:, :, None]), "float32"
@@ -98,7 +108,14 @@ class LabelRankingAveragePrecision(keras.metrics.Metric):
         name, dtype: as for any Keras metric.
 
     Example:
-        >>> model.compile(..., metrics=[LabelRankingAveragePrecision()])
+        >>> import numpy as np
+        >>> import keras_seg_extras as kse
+        >>> soft_targets = np.array([[0.9, 0.2, 0.0], [0.0, 0.6, 1.0]], "float32")
+        >>> scores = np.array([[0.8, 0.3, 0.1], [0.9, 0.6, 0.2]], "float32")
+        >>> lrap = kse.metrics.LabelRankingAveragePrecision()
+        >>> lrap.update_state(soft_targets, scores)
+        >>> round(float(lrap.result()), 4)                       # (1 + 0.5833) / 2
+        0.7917
     """
 
     def __init__(self, threshold=0.5, name="lrap", dtype=None):
@@ -142,6 +159,16 @@ def average_precision_per_class(relevant, scores, weights):
     Returns:
         ``(ap, positives)``: (C,) AP per class (0 where a class has no positive) and (C,)
         the weighted number of positives.
+
+    Example:
+        >>> import numpy as np
+        >>> import keras_seg_extras as kse
+        >>> relevant = np.array([[1, 0, 0], [0, 1, 1]], "float32")
+        >>> scores = np.array([[0.8, 0.3, 0.1], [0.9, 0.6, 0.2]], "float32")
+        >>> ap, positives = kse.metrics.average_precision_per_class(
+        ...     relevant, scores, np.ones(2, "float32"))
+        >>> np.asarray(ap).tolist(), np.asarray(positives).tolist()
+        ([0.5, 1.0, 1.0], [1.0, 1.0, 1.0])
     """
     n = ops.shape(scores)[0]
     c = ops.shape(scores)[1]
@@ -162,10 +189,9 @@ def average_precision_per_class(relevant, scores, weights):
     group_all = ops.reshape(ops.segment_sum(everything, segment, num_segments=n * c), (c, n))
     tp = ops.cumsum(group_pos, axis=1)
     predicted = ops.cumsum(group_all, axis=1)
-    precision = ops.where(predicted > 0, tp / ops.maximum(predicted, 1e-30),
-                          ops.zeros_like(tp))
+    precision = ops.divide_no_nan(tp, predicted)  # 0 while no weight is above the threshold
     total_pos = tp[:, -1]
-    ap = ops.sum(group_pos * precision, axis=1) / ops.maximum(total_pos, 1e-30)
+    ap = ops.divide_no_nan(ops.sum(group_pos * precision, axis=1), total_pos)
     return ap, total_pos
 
 
@@ -214,9 +240,14 @@ class MeanAveragePrecision(keras.metrics.Metric):
         name, dtype: as for any Keras metric.
 
     Example:
-        >>> metric = MeanAveragePrecision(num_classes=37, capacity=10000)
-        >>> model.compile(..., metrics=[metric])
-        >>> metric.per_class()  # after evaluation
+        >>> import numpy as np
+        >>> import keras_seg_extras as kse
+        >>> targets = np.array([[1, 0, 0], [0, 1, 0]], "float32")   # class 2: no positive
+        >>> scores = np.array([[0.8, 0.3, 0.1], [0.9, 0.6, 0.2]], "float32")
+        >>> mean_ap = kse.metrics.MeanAveragePrecision(num_classes=3, capacity=8)
+        >>> mean_ap.update_state(targets, scores)
+        >>> round(float(mean_ap.result()), 4), mean_ap.per_class().round(4).tolist()
+        (0.75, [0.5, 1.0, nan])
     """
 
     def __init__(self, num_classes, threshold=0.5, capacity=20000, name="map", dtype=None):

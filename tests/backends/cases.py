@@ -210,6 +210,29 @@ def _fairness():
     return table
 
 
+def _per_class():
+    """Dict results: one value per class name plus the mean (see :func:`metric_values`)."""
+    names = ["sky", "road", "car"]
+    return {
+        "PerClassIoU": (lambda: M.PerClassIoU(3, class_names=names), "multiclass"),
+        "PerClassIoU_ignore": (lambda: M.PerClassIoU(3, class_names=names, ignore_index=IGNORE),
+                               "multiclass_ignore"),
+        "PerClassDice_onehot": (lambda: M.PerClassDice(3, class_names=names), "onehot"),
+        "PerClassDice_binary": (lambda: M.PerClassDice(2, class_names=["background", "mask"],
+                                                       from_logits=True), "binary_logits"),
+    }
+
+
+def metric_values(result, name):
+    """A metric's result as plain numbers: a float, or for a dict result (the per-class
+    metrics) ``{key minus the metric's name: float}``, e.g. ``{"": mean, "/road": ...}``, so
+    that the direct call (default name) and the compiled paths (renamed) compare."""
+    if isinstance(result, dict):
+        return {key[len(name):]: float(keras.ops.convert_to_numpy(value))
+                for key, value in result.items()}
+    return float(keras.ops.convert_to_numpy(result))
+
+
 def _metrics():
     return {
         "DiceCoefficient_per_image": (lambda: M.DiceCoefficient(per_image=True), "binary"),
@@ -222,8 +245,11 @@ def _metrics():
         "ConfusionMatrixIoU_ignore": (lambda: M.ConfusionMatrixIoU(3, ignore_index=IGNORE),
                                       "multiclass_ignore"),
         "ConfusionMatrixIoU_onehot": (lambda: M.ConfusionMatrixIoU(3), "onehot"),
-        "ConfusionMatrixIoU_binary": (lambda: M.ConfusionMatrixIoU(2), "binary_logits"),
+        "ConfusionMatrixIoU_binary": (lambda: M.ConfusionMatrixIoU(2, from_logits=True),
+                                      "binary_logits"),
+        "ConfusionMatrixIoU_binary_probabilities": (lambda: M.ConfusionMatrixIoU(2), "binary"),
         **_fairness(),
+        **_per_class(),
         "LabelRankingAveragePrecision": (lambda: M.LabelRankingAveragePrecision(),
                                          "multilabel_scores"),
         "MeanAveragePrecision": (lambda: M.MeanAveragePrecision(4, capacity=16),

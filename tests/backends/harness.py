@@ -9,7 +9,9 @@ with that kind's metrics on the first output, so one compilation covers the whol
 path it records what ``train_on_batch``, ``fit`` (one batch) and ``evaluate`` (one batch)
 log for each loss and metric; then NaN predictions and faulty targets through ``evaluate``
 on the same compiled step, and (for one kind, ``cases.MISMATCH_KIND``: the check is the same
-Python code on every path, at trace time) a mismatched target shape. When a kind's model fails, each
+Python code on every path, at trace time) a mismatched target shape. ``fit`` also writes a
+``CSVLogger`` file, read back as the ``csv_logger`` record. A metric whose ``result()`` is a
+dict (the per-class metrics) is recorded as a dict (``cases.metric_values``). When a kind's model fails, each
 of its cases is run alone so the failure is named. Direct (eager) calls of every loss and
 metric, with the same faults, come first.
 
@@ -18,9 +20,11 @@ eager calls (``run_eagerly=True`` runs the same code) are the direct ones; jax: 
 ``jax_data_parallel`` (``keras.distribution.DataParallel``); torch: ``torch``.
 """
 
+import csv
 import json
 import os
 import sys
+import tempfile
 import time
 import traceback
 
@@ -32,7 +36,7 @@ sys.path.insert(0, HERE)
 import cases  # noqa: E402
 
 BACKEND = keras.backend.backend()
-METHODS = ("train_on_batch", "fit", "evaluate")
+METHODS = ("train_on_batch", "fit", "csv_logger", "evaluate")
 
 
 def _number(value):
@@ -92,6 +96,11 @@ def _read_logs(logs, loss_names, metric_names):
     for name in metric_names:
         keys = [k for k in logs if k == name or k.endswith("_" + name)]
         found[name] = float(logs[keys[0]])
+        # A dict result's keys reach the logs as they are (Keras drops the metric's name).
+        per_class = {k[len(name):]: float(v) for k, v in logs.items()
+                     if k.startswith(name + "/")}
+        if per_class:
+            found[name] = {"": found[name], **per_class}
     return found
 
 
@@ -108,9 +117,17 @@ def _run_kind(kind, loss_names, metric_names, compile_kwargs, data_parallel):
     record = {}
     logs = model.train_on_batch(y_pred, y, return_dict=True)
     record["train_on_batch"] = _read_logs(logs, loss_names, metric_names)
-    history = model.fit(y_pred, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+    csv_path = os.path.join(tempfile.mkdtemp(), "log.csv")
+    history = model.fit(y_pred, y, batch_size=batch, epochs=1, shuffle=False, verbose=0,
+                        callbacks=[keras.callbacks.CSVLogger(csv_path)])
     record["fit"] = _read_logs({k: v[-1] for k, v in history.history.items()}, loss_names,
                                metric_names)
+    with open(csv_path) as handle:
+        row = list(csv.DictReader(handle))[-1]
+    os.remove(csv_path)
+    # CSVLogger writes "NA" for a key a row lacks: left out, so a needed key fails loudly.
+    record["csv_logger"] = _read_logs({k: float(v) for k, v in row.items()
+                                       if k != "epoch" and v != "NA"}, loss_names, metric_names)
     logs = model.evaluate(y_pred, y, batch_size=batch, verbose=0, return_dict=True)
     record["evaluate"] = _read_logs(logs, loss_names, metric_names)
     weights = model.get_weights()
@@ -188,7 +205,7 @@ def _direct_loss(name, y_true, y_pred):
 def _direct_metric(name, y_true, y_pred):
     metric = cases.METRICS[name][0]()
     metric.update_state(y_true, y_pred)
-    return _number(metric.result())
+    return cases.metric_values(metric.result(), metric.name)
 
 
 def _attempt(function, *args):

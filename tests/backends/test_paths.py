@@ -7,8 +7,9 @@ eager values (themselves checked against NumPy references in tests/losses and te
 and here against independent references for a few cases) and check the fault behaviour the
 docs (docs/backends.md) promise on each path:
 
-- values: ``train_on_batch``, ``fit`` and ``evaluate`` log the direct value (1e-5 relative),
-  and each backend's direct value equals TensorFlow's;
+- values: ``train_on_batch``, ``fit`` (its History and its ``CSVLogger`` file) and
+  ``evaluate`` log the direct value (1e-5 relative), and each backend's direct value equals
+  TensorFlow's; for the per-class metrics every class's key and the mean;
 - NaN predictions: the loss or metric is NaN (or the step raises), never a number;
 - faulty targets (a label out of range, a one-hot value of 1.5): a ``ValueError`` on direct
   calls and PyTorch, an assertion in TensorFlow graphs, a raised error in a one-device JAX
@@ -60,12 +61,28 @@ def harness(backend, tmp=os.environ.get("TMPDIR", "/tmp")):
 
 
 def _is_nan(value):
+    """NaN; for a dict result (per-class metrics), NaN in every entry."""
+    if isinstance(value, dict) and "error" not in value:
+        return bool(value) and all(_is_nan(v) for v in value.values())
     return isinstance(value, float) and math.isnan(value)
 
 
+def _raised(value):
+    """Whether an outcome is an error (``{"error": message}``), not a value."""
+    return isinstance(value, dict) and "error" in value
+
+
 def _close(a, b):
+    if isinstance(a, dict) and isinstance(b, dict):  # per-class metrics: the same keys
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
     return (isinstance(a, float) and isinstance(b, float)
             and math.isclose(a, b, rel_tol=RTOL, abs_tol=ATOL))
+
+
+def _finite(value):
+    if isinstance(value, dict) and "error" not in value:
+        return all(_finite(v) for v in value.values())
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _fault_outcomes(path_result, fault):
@@ -96,7 +113,7 @@ def _direct_value(name):
     factory, kind = cases.METRICS[name]
     metric = factory()
     metric.update_state(*cases.inputs(kind))
-    return float(metric.result())
+    return cases.metric_values(metric.result(), metric.name)
 
 
 @functools.lru_cache(maxsize=None)
@@ -126,20 +143,20 @@ def _check_backend(backend):
     every_case = list(cases.LOSSES) + list(cases.METRICS)
     for name in every_case:
         value = direct["values"][name]
-        if not isinstance(value, float) or not math.isfinite(value):
+        if not _finite(value):
             problems.append(f"direct {name}: {value}")
         elif not _close(value, reference[name]):
             problems.append(f"direct {name}: {value} != TensorFlow {reference[name]}")
         nan = direct["nan_predictions"].get(name, float("nan"))  # TensorFlow's only
-        if not (_is_nan(nan) or isinstance(nan, dict)):
+        if not (_is_nan(nan) or _raised(nan)):
             problems.append(f"direct {name}: NaN predictions gave {nan}")
         if name in direct["faulty_targets"]:
             faulty = direct["faulty_targets"][name]
-            if not (isinstance(faulty, dict) and "ValueError" in faulty["error"]
+            if not (_raised(faulty) and "ValueError" in faulty["error"]
                     and "must lie in" in faulty["error"]):
                 problems.append(f"direct {name}: faulty targets gave {faulty}")
         mismatch = direct["mismatched_shape"][name]
-        if not (isinstance(mismatch, dict) and "ValueError" in mismatch["error"]
+        if not (_raised(mismatch) and "ValueError" in mismatch["error"]
                 and all(part in mismatch["error"] for part in _shape_message_parts(name))):
             problems.append(f"direct {name}: mismatched shapes gave {mismatch}")
     assert set(data["paths"]) == set(PATHS[backend]), sorted(data["paths"])
@@ -154,11 +171,11 @@ def _check_backend(backend):
                     problems.append(f"{path} {method} {name}: {value} != direct "
                                     f"{direct['values'][name]}")
         for name, value in _fault_outcomes(result, "nan_predictions").items():
-            if not (_is_nan(value) or isinstance(value, dict)):
+            if not (_is_nan(value) or _raised(value)):
                 problems.append(f"{path} {name}: NaN predictions gave {value}")
         expected = FAULTY_TARGETS[path]
         for name, value in _fault_outcomes(result, "faulty_targets").items():
-            raised = isinstance(value, dict) and "must lie in" in value["error"]
+            raised = _raised(value) and "must lie in" in value["error"]
             if (expected == "raises" and not raised) or (expected == "nan"
                                                          and not _is_nan(value)):
                 problems.append(f"{path} {name}: faulty targets gave {value} ({expected})")

@@ -138,3 +138,32 @@ def test_out_of_range_labels_fail_inside_a_compiled_evaluate():
     labels[1, 2, 2] = 7
     with pytest.raises(Exception, match=r"ConfusionMatrixIoU: integer labels must lie in \[0, 3\)"):
         model.evaluate(np.zeros((2, 4, 4, 1), "float32"), labels, verbose=0)
+
+
+def test_from_logits_defaults_to_probabilities_and_refuses_logits_read_as_probabilities():
+    """The default moved from True to False (one story for every metric): single-channel
+    logits left on the default must fail loudly, not be thresholded at 0.5 in silence."""
+    metric = kse.metrics.ConfusionMatrixIoU(2)
+    assert metric.from_logits is False
+    labels = np.array([[[0, 1], [1, 0]]])
+    metric.update_state(labels, np.array([[[[0.2], [0.7]], [[0.5], [0.51]]]], "float32"))
+    np.testing.assert_array_equal(np.asarray(metric.confusion_matrix()),
+                                  reference_matrix(labels, np.array([[[0, 1], [0, 1]]]), 2))
+    with pytest.raises(ValueError, match=r"ConfusionMatrixIoU: single-channel scores with "
+                       r"from_logits=False .*pass from_logits=True for logits.*\[-2.0, 3.0\]"):
+        metric.update_state(labels, np.array([[[[-2.0], [3.0]], [[0.5], [0.5]]]], "float32"))
+    # A configuration saved before the change stores from_logits=True and keeps it.
+    old = {"name": "miou", "dtype": "float32", "num_classes": 2, "ignore_index": None,
+           "from_logits": True}
+    assert kse.metrics.ConfusionMatrixIoU.from_config(old).from_logits is True
+
+
+def test_logits_on_the_probability_default_make_a_compiled_matrix_nan():
+    model = keras.Sequential([keras.Input((2, 2, 1)), keras.layers.Identity()])
+    model.compile(loss=lambda y, p: keras.ops.mean(p) * 0.0,
+                  metrics=[kse.metrics.ConfusionMatrixIoU(2, name="miou")])
+    labels = np.array([[[0, 1], [1, 0]]] * 2)
+    probabilities = np.array([[[[0.2], [0.7]], [[0.6], [0.1]]]] * 2, "float32")
+    assert model.evaluate(probabilities, labels, verbose=0, return_dict=True)["miou"] == 1.0
+    logits = probabilities * 8.0 - 4.0  # the same classes, read as probabilities: refused
+    assert np.isnan(model.evaluate(logits, labels, verbose=0, return_dict=True)["miou"])

@@ -90,8 +90,11 @@ def assert_metric_same_under_replicas(make_metric, y_true, y_pred, atol=1e-5):
         metric = make_metric()
     mirrored.run(metric.update_state, args=(_split(mirrored, np.asarray(y_true)),
                                             _split(mirrored, np.asarray(y_pred, "float32"))))
-    np.testing.assert_allclose(np.asarray(metric.result()), np.asarray(single.result()),
-                               atol=atol, rtol=0)
+    got, expected = metric.result(), single.result()
+    if isinstance(expected, dict):  # per-class metrics: every key
+        assert got.keys() == expected.keys()
+        got, expected = [got[k] for k in expected], list(expected.values())
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=atol, rtol=0)
 
 
 def loss_per_replica_shards(loss, y_true, y_pred, replicas=2):
@@ -236,6 +239,8 @@ def _metrics():
         "confusion_matrix_iou": (lambda: M.ConfusionMatrixIoU(num_classes=3), "multiclass"),
         "fairness_worst": (lambda: M.FairnessIoU(3, statistic="worst"), "multiclass"),
         "fairness_std": (lambda: M.FairnessIoU(3, statistic="std"), "multiclass"),
+        "per_class_iou": (lambda: M.PerClassIoU(3, class_names=["a", "b", "c"]), "multiclass"),
+        "per_class_dice": (lambda: M.PerClassDice(3), "multiclass"),
         "lrap": (lambda: M.LabelRankingAveragePrecision(), "ranking"),
         "mean_average_precision": (lambda: M.MeanAveragePrecision(4, capacity=16), "ranking"),
     }
