@@ -109,7 +109,7 @@ def train_run(run, data, args, out):
     """Train one run from the seeded initial weights; its validation confusion matrix."""
     xt, yt, xv, yv, k, names, ignore, channels = data
     keras.utils.set_random_seed(args.seed)
-    model = kse.models.small_unet((*args.size, channels), classes=k, activation=None,
+    model = kse.models.small_unet((*args.size, channels), num_classes=k, activation=None,
                                   filters=args.filters)
     sparse_ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore)
     callbacks = []

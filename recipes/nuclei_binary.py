@@ -45,7 +45,7 @@ def build_model(filters, bn_momentum=0.9):
     """Raw uint8 tiles -> ``Rescaling(1/255)`` -> ``small_unet`` -> nucleus probability."""
     inputs = keras.Input((None, None, 3), name="image")
     scaled = keras.layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
-    unet = kse.models.small_unet((None, None, 3), classes=1, activation="sigmoid",
+    unet = kse.models.small_unet((None, None, 3), num_classes=1, activation="sigmoid",
                                  filters=filters)
     model = keras.Model(inputs, unet(scaled), name="nuclei_unet")
     # ~100 training steps in all: BatchNorm's default momentum (0.99) would leave the moving

@@ -79,7 +79,7 @@ def load_data(data_dir, image_size, limit=None):
 def train_and_evaluate(loss, train, val, args, seed):
     keras.utils.set_random_seed(seed)
     (x_train, y_train), (x_val, y_val) = train, val
-    model = kse.models.small_unet(x_train.shape[1:], classes=VOC_CLASSES, activation=None,
+    model = kse.models.small_unet(x_train.shape[1:], num_classes=VOC_CLASSES, activation=None,
                                   filters=tuple(args.filters))
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss=loss)
     model.fit(x_train.astype("float32") / 255.0, y_train, batch_size=args.batch_size,

@@ -17,7 +17,7 @@ def _model(seed=5, unet=False):
     """A tiny fully convolutional model with named layers and two BatchNorms."""
     keras.utils.set_random_seed(seed)
     if unet:
-        return small_unet((None, None, 1), classes=1, activation="sigmoid", filters=(4, 8))
+        return small_unet((None, None, 1), num_classes=1, activation="sigmoid", filters=(4, 8))
     inputs = keras.Input((None, None, 1), name="image")
     x = keras.layers.Conv2D(4, 3, padding="same", name="conv1")(inputs)
     x = keras.layers.BatchNormalization(name="bn1")(x)

@@ -70,6 +70,6 @@ def test_bad_arguments(members, kwargs, match):
 def test_bad_members(members):
     with pytest.raises(ValueError, match=r"`models` must be a non-empty list of Keras models"):
         WeightedEnsemble([])
-    three = small_unet((None, None, 3), classes=3, filters=(4, 8))
+    three = small_unet((None, None, 3), num_classes=3, filters=(4, 8))
     with pytest.raises(ValueError, match=r"must all output the same number of channels"):
         WeightedEnsemble([members[0], three])

@@ -12,7 +12,7 @@ from keras_seg_extras.models import small_unet
 @pytest.fixture(scope="module")
 def model():
     keras.utils.set_random_seed(3)
-    return small_unet((None, None, 3), classes=2, filters=(4, 8, 16))
+    return small_unet((None, None, 3), num_classes=2, filters=(4, 8, 16))
 
 
 def _predict(model, x):

@@ -52,7 +52,7 @@ def test_finds_nested_models_and_public_attributes_once():
     wrapped = keras.Sequential([keras.Input((3, 2)), keras.layers.TimeDistributed(
         keras.layers.BatchNormalization(name="wrapped_bn"))])
     assert [layer.name for layer in batchnorm_layers(wrapped)] == ["wrapped_bn"]
-    assert len(batchnorm_layers(small_unet((None, None, 1), classes=1, filters=(4, 8)))) == 6
+    assert len(batchnorm_layers(small_unet((None, None, 1), num_classes=1, filters=(4, 8)))) == 6
     with pytest.raises(ValueError, match="batchnorm_layers: `model` must be a Keras model"):
         batchnorm_layers("model")
 
@@ -112,7 +112,7 @@ def _features(model, bns, x):
 
 def test_batchnorm_statistics_are_exact_pooled_moments(rng):
     keras.utils.set_random_seed(5)
-    model = small_unet((None, None, 1), classes=1, activation="sigmoid", filters=(4, 8))
+    model = small_unet((None, None, 1), num_classes=1, activation="sigmoid", filters=(4, 8))
     batches = [rng.normal(size=(n, SIZE, SIZE, 1)).astype("float32") * 2 + 1 for n in (4, 4, 3)]
     result = recompute_batchnorm_statistics(model, [(b, None) for b in batches])
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
@@ -144,7 +144,7 @@ def test_reestimation_reaches_nested_models_and_skips_frozen_layers(rng):
 
 
 def test_reestimation_rejects_bad_data():
-    model = small_unet((None, None, 1), classes=1, filters=(4, 8))
+    model = small_unet((None, None, 1), num_classes=1, filters=(4, 8))
     with pytest.raises(ValueError, match="recompute_batchnorm_statistics: `data`"):
         recompute_batchnorm_statistics(model, np.zeros((2, SIZE, SIZE, 1)))
     with pytest.raises(ValueError, match="recompute_batchnorm_statistics: `data`.*one batch"):

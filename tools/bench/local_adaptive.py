@@ -295,10 +295,10 @@ def floor_table(labels_np, kernel_size, repeats):
 
 MODELS = {
     "UNetPlusPlus efficientnet_b0": lambda: kse.models.UNetPlusPlus(
-        encoder="efficientnet_b0", input_shape=(SIZE, SIZE, 1), classes=CLASSES,
+        encoder="efficientnet_b0", input_shape=(SIZE, SIZE, 1), num_classes=CLASSES,
         activation=None),
     "small_unet (16, 32, 64, 128)": lambda: kse.models.small_unet(
-        (SIZE, SIZE, 1), classes=CLASSES, activation=None, filters=(16, 32, 64, 128)),
+        (SIZE, SIZE, 1), num_classes=CLASSES, activation=None, filters=(16, 32, 64, 128)),
 }
 
 
