@@ -1,24 +1,18 @@
 """Fairness across classes: cross-entropy vs focal vs Stochastic TCE.
 
 Szabo, Jamali-Rad and Mannava, "Tilted Cross-Entropy (TCE): Promoting Fairness in Semantic
-Segmentation", CVPR Workshops (2021), table 3: the same model is trained with each chosen
-objective and the fairness criteria of the runs are printed side by side (mIoU, sorted
-bottom/top 25% by the first run's class IoUs, the 25th percentile tails, worst class IoU,
-standard deviation), then the per-class IoUs and a majority-class baseline.
+Segmentation", CVPR Workshops (2021), table 3: one model trained with each objective, the
+fairness criteria side by side (mIoU, sorted bottom/top 25% by the first run's class IoUs,
+25th percentile tails, worst class IoU, std), the per-class IoUs and a majority-class baseline.
 
-Runs (``--runs``, comma separated, the first is the reference order for the sorted tails):
+``--runs`` (comma separated; the first sets the order of the sorted tails): ``ce``
+(cross-entropy, plain shuffled pipeline), ``focal`` (Keras's categorical focal loss, gamma 2,
+alpha the inverse training pixel frequency normalised to mean 1), ``tce`` (Algorithm 1: the
+class-sampled pipeline steered by ``StochasticTCESampler``, plain CE, line 9) and
+``tce-loss`` (``TiltedCrossEntropy``, image level, plain pipeline).
 
-``ce``: cross-entropy on a plain shuffled pipeline (``kse.data.indexed_dataset``);
-``focal``: ``keras.losses.CategoricalFocalCrossentropy`` (gamma 2, alpha the inverse training
-pixel frequency normalised to mean 1, the paper's focal baseline); ``tce``: Stochastic TCE,
-Algorithm 1 (``kse.data.class_sampled_dataset`` steered by
-``kse.callbacks.StochasticTCESampler``, plain cross-entropy, line 9); ``tce-loss``:
-``kse.losses.TiltedCrossEntropy`` (image level) on the plain pipeline.
-
-Data: ``--data-root DIR``: the Cityscapes layout read by ``kse.data.cityscapes_files`` (19
-train-id classes, 255 ignored), resized to ``--image-size`` HxW for training and scoring;
-without it the shipped brain MRI sample (``kse.datasets.brain``), its 116 regions folded
-into ``--num-classes`` classes (a few minutes on 2 CPU cores).
+Data: ``--data-root`` in the Cityscapes layout (19 train-id classes, 255 ignored), or the
+shipped brain MRI sample, 116 regions folded into ``--num-classes`` (minutes on 2 CPU cores).
 
 Example:
     python recipes/cityscapes_tce.py                          # brain sample: CE vs TCE

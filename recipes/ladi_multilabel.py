@@ -1,15 +1,13 @@
 """Soft multi-label classification with focal-loss variants on LADI-style votes.
 
 Okazaki, Kong, Klinkigt and Yoshinaga, "Hitachi at TRECVID DSDI 2020" (2020): a vote CSV
-(image, annotator label) -> soft labels (``kse.data.soft_labels_from_csv``) -> an
-EfficientNetB0 (or a small convolutional net) with one logit per class -> the loss chosen
-by flag (soft focal, class-balanced focal, reduced focal, or its model C12's symmetric
-Lovász hinge on targets >= 0.5; optional none-class multiplier and drop-worst) -> validation
-LRAP and mAP each epoch, one checkpoint per epoch -> each loss against the constant prior.
+(image, annotator label) -> soft labels -> EfficientNetB0 (or a small conv net), one logit
+per class -> the loss by flag (soft focal, class-balanced focal, reduced focal, or model
+C12's symmetric Lovász hinge on targets >= 0.5; none-class multiplier, drop-worst) ->
+validation LRAP and mAP and a checkpoint each epoch -> each loss against the constant prior.
 
-With no CSV it runs on the shipped brain sample: each MRI slice is an image, each of the 116
-AAL regions a class, its soft label the region's area in the slice over its largest area
-(``kse.data.region_soft_labels``): the same kind of graded target as annotator agreement.
+With no CSV: the shipped brain sample, each MRI slice an image, each of the 116 AAL regions a
+class, its soft label the region's area in the slice over its largest area.
 
 Run (minutes on 2 CPU cores)::
 
@@ -34,7 +32,6 @@ from keras import layers  # noqa: E402
 import keras_seg_extras as kse  # noqa: E402
 
 LOSSES = ("focal", "class-balanced", "reduced", "symmetric-lovasz")
-DEFAULT_LOSSES = ("focal", "class-balanced", "reduced")
 
 
 def load_brain(image_size):
@@ -64,12 +61,9 @@ def load_csv(csv_path, image_root, image_size, image_column, label_column, val_f
 
 def build_classifier(num_classes, image_size, channels, backbone="efficientnetb0",
                      weights=None, bn_momentum=0.9):
-    """Image -> one logit per class: EfficientNetB0 (no top, average pooling; ``weights`` a
-    local file or None; grey images repeated to RGB) or four small convolution blocks.
-
-    Every BatchNorm momentum becomes ``bn_momentum``: Keras's 0.99 needs hundreds of steps
-    before the moving statistics match the data (the brain sample has 8 steps per epoch).
-    """
+    """Image -> one logit per class: EfficientNetB0 (no top, average pooling, ``weights`` a
+    local file or None) or four small conv blocks; BatchNorm momentum ``bn_momentum`` (Keras's
+    0.99 needs hundreds of steps to track the data; the brain sample has 8 per epoch)."""
     inputs = keras.Input((image_size, image_size, channels), name="image")
     x = layers.Concatenate(name="to_rgb")([inputs] * 3) if channels == 1 else inputs
     if weights is not None and (backbone != "efficientnetb0" or not os.path.isfile(weights)):
@@ -110,9 +104,8 @@ def make_loss(name, train_labels, args, class_weights):
             raise ValueError("ladi_multilabel: `--none-classes` weights do not apply to "
                              "symmetric-lovasz (a set function, not per-class terms).")
         loss = kse.losses.SymmetricLovaszLoss(jaccard_set=args.jaccard_set)
-    else:
-        raise ValueError(f"ladi_multilabel: `--losses` entries must be among {LOSSES}; "
-                         f"received {name!r}.")
+    else:  # parse_args checked the names
+        raise ValueError(f"ladi_multilabel: unknown loss {name!r}")
     if args.drop_worst:
         loss = kse.losses.DropWorst(loss, k=args.drop_worst)
     return loss
@@ -124,9 +117,7 @@ def train_one(loss_name, train, val, names, args):
     weights = kse.data.none_class_weights(names, args.none_classes, args.none_multiplier)
     model = build_classifier(len(names), x_train.shape[1], x_train.shape[-1], args.backbone,
                              args.weights, args.bn_momentum)
-    # Start from the constant prior (Lin et al. 2017's bias initialisation for focal losses):
-    # the logits' bias is the log-odds of each class's mean training label, so the untrained
-    # model ranks like the best constant predictor and training has to improve on that.
+    # Lin et al. (2017)'s prior bias: the untrained model ranks like the constant prior.
     prior = np.clip(kse.data.constant_prior_scores(y_train, 1)[0], 1e-3, 1 - 1e-3)
     model.get_layer("logits").bias.assign(np.log(prior / (1 - prior)).astype("float32"))
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate),
@@ -137,13 +128,11 @@ def train_one(loss_name, train, val, names, args):
     callbacks = [
         kse.callbacks.ValidationRankingScores(x_val, y_val, args.batch_size, label=loss_name),
         keras.callbacks.ModelCheckpoint(os.path.join(folder, "epoch_{epoch:03d}.keras"))]
-    # The Lovász extension is defined on {0, 1} targets: a label counts when most of its
-    # annotators (or the larger part of its area) agree, the rule LRAP and mAP score with.
+    # The Lovász extension needs {0, 1} targets: >= 0.5, the rule LRAP and mAP score with.
     lovasz = loss_name == "symmetric-lovasz"
     fit_labels = (y_train >= 0.5).astype("float32") if lovasz else y_train
     history = model.fit(x_train, fit_labels, epochs=args.epochs, batch_size=args.batch_size,
-                        shuffle=True, callbacks=callbacks,
-                        verbose=2 if args.verbose else 0)
+                        shuffle=True, callbacks=callbacks, verbose=2 if args.verbose else 0)
     return {"lrap": float(history.history["val_lrap"][-1]),
             "map": float(history.history["val_map"][-1]),
             "checkpoints": sorted(os.listdir(folder))}
@@ -166,7 +155,7 @@ def parse_args(argv=None):
     parser.add_argument("--weights", help="local file of EfficientNetB0 no-top weights")
     parser.add_argument("--jaccard-set", choices=("sample", "class", "batch"), default="sample",
                         help="symmetric-lovasz: the set each Jaccard surrogate runs over")
-    parser.add_argument("--losses", default=",".join(DEFAULT_LOSSES),
+    parser.add_argument("--losses", default="focal,class-balanced,reduced",
                         help=f"comma-separated losses to train, among {LOSSES}")
     parser.add_argument("--beta", type=float, default=0.999, help="class-balanced β")
     parser.add_argument("--threshold", type=float, default=0.5, help="reduced focal th")
@@ -195,12 +184,10 @@ def main(argv=None):
         train, val, names = load_brain(args.image_size)
     print(f"data: {source}; {len(train[0])} training and {len(val[0])} validation images, "
           f"{len(names)} classes, {args.image_size} px, backbone {args.backbone}", flush=True)
-    results = {}
     prior_lrap, prior_map = kse.callbacks.ranking_scores(
         val[1], kse.data.constant_prior_scores(train[1], len(val[1])))
-    for name in args.losses:
-        results[name] = train_one(name, train, val, names, args)
-        results[name].update(prior_lrap=prior_lrap, prior_map=prior_map)
+    results = {name: {**train_one(name, train, val, names, args), "prior_lrap": prior_lrap,
+                      "prior_map": prior_map} for name in args.losses}
     print("\nloss            val LRAP   val mAP")
     for name, result in results.items():
         print(f"{name:<15} {result['lrap']:8.4f}  {result['map']:8.4f}")
