@@ -8,8 +8,11 @@ from keras_seg_extras.inference.boxes import (  # noqa: F401
     mask_scored_scores,
 )
 from keras_seg_extras.inference.ensemble import WeightedEnsemble, ensemble  # noqa: F401
+from keras_seg_extras.inference.image_scores import mask_dice_iou, per_image_dice_iou  # noqa: F401
 from keras_seg_extras.inference.postprocess import (  # noqa: F401
     apply_empty_rule,
+    apply_image_gate,
+    label_components,
     postprocess,
     remove_small_components,
 )
@@ -31,6 +34,7 @@ from keras_seg_extras.inference.tracking import (  # noqa: F401
     merge_tracklets,
     vote_label,
 )
+from keras_seg_extras.inference.serving import predict_stream, served_model  # noqa: F401
 from keras_seg_extras.inference.tta import TestTimeAugmentation, with_tta  # noqa: F401
 from keras_seg_extras.inference.video import (  # noqa: F401
     average_precision_at_k,
@@ -42,3 +46,25 @@ from keras_seg_extras.inference.video import (  # noqa: F401
     top_k_clips,
     weighted_score_ensemble,
 )
+
+# Segmentation inference (TTA, ensembles, post-processing and its search, per-image scores);
+# the video-instance names above are listed by the branch that moves them.
+__all__ = [
+    "TestTimeAugmentation",
+    "with_tta",
+    "WeightedEnsemble",
+    "ensemble",
+    "served_model",
+    "predict_stream",
+    "postprocess",
+    "remove_small_components",
+    "apply_empty_rule",
+    "apply_image_gate",
+    "label_components",
+    "PostprocessingSearch",
+    "postprocess_at_size",
+    "resize_probabilities",
+    "scale_min_area",
+    "per_image_dice_iou",
+    "mask_dice_iou",
+]
