@@ -195,9 +195,9 @@ def prepare_siim(data_dir, output_dir, *, workers=None, image_size=None, clahe=F
                  progress=False):
     """Convert a SIIM folder's DICOMs to PNG and its ``train-rle.csv`` to PNG masks.
 
-    PNGs go to ``output_dir/png/{train,test}`` (header CSVs ``output_dir/{train,test}_headers.csv``),
-    masks to ``output_dir/png/masks`` at each DICOM's size. Resumable: files already written
-    are kept (:func:`~keras_seg_extras.data.dicom.convert_dicom_folder`,
+    PNGs go to ``output_dir/png/{train,test}`` (header CSVs
+    ``output_dir/{train,test}_headers.csv``), masks to ``output_dir/png/masks`` at each
+    DICOM's size. Resumable: files already written are kept (:func:`~keras_seg_extras.data.dicom.convert_dicom_folder`,
     :func:`write_siim_masks`). A DICOM that fails to convert is reported in ``conversions``
     and left out.
 

@@ -47,7 +47,8 @@ def test_csv_quirks_several_rows_and_empty_marker(tmp_path):
 
 @pytest.mark.parametrize("text, match", [
     ("ImageId,Mask\na,-1\n", r"read_siim_rle_csv: `path` must be a CSV with the columns "
-                             r"\['ImageId', 'EncodedPixels'\]; its header is \['ImageId', 'Mask'\]"),
+                             r"\['ImageId', 'EncodedPixels'\]; its header is "
+                             r"\['ImageId', 'Mask'\]"),
     ("ImageId,EncodedPixels\na,1 2,3\n", r"must have two fields a row; line 2 is"),
     ("", r"its header is \[\]"),
 ])
