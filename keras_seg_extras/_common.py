@@ -7,6 +7,7 @@ and the normalisation of segmentation labels (integer maps or one-hot) with ``ig
 
 import inspect
 import numbers
+import warnings
 
 import keras
 import numpy as np
@@ -404,3 +405,45 @@ def scale_for_distribution(value):
         if replicas > 1:
             value = value * (1.0 / replicas)
     return value
+
+
+# ----------------------------------------------------------------------------- renamed arguments
+
+
+def renamed_argument(owner, new_name, new_value, old_name, old_value, default):
+    """The value of an argument renamed from ``old_name`` to ``new_name``.
+
+    ``old_value`` is None when the caller did not use the old name: ``new_value`` is returned.
+    Otherwise the old name still works with a ``DeprecationWarning`` naming the new one, unless
+    the new name was given as well (``new_value`` differs from its ``default``): a
+    ``ValueError``, since the two could disagree.
+
+    Args:
+        owner: the object named in the warning or error.
+        new_name: the argument's current name.
+        new_value: the value passed under ``new_name``.
+        old_name: its former name.
+        old_value: the value passed under ``old_name``, or None.
+        default: the default of ``new_name``.
+
+    Returns:
+        The value to use.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     renamed_argument("small_unet", "num_classes", 1, "classes", 3, default=1)
+        3
+        >>> caught[0].category.__name__
+        'DeprecationWarning'
+    """
+    if old_value is None:
+        return new_value
+    if new_value != default:
+        fail(owner, old_name, old_value,
+             f"is the former name of `{new_name}`; give only `{new_name}` "
+             f"(received also {new_name}={new_value!r})")
+    warnings.warn(f"{owner}: `{old_name}` is deprecated; use `{new_name}` "
+                  f"({new_name}={old_value!r}).", DeprecationWarning, stacklevel=3)
+    return old_value

@@ -4,7 +4,9 @@ then run by that format's own runtime on a probe and compared with Keras before 
 
 import numbers
 import os
+import warnings
 
+import keras
 import numpy as np
 
 from keras_seg_extras._common import check_number, fail
@@ -121,10 +123,26 @@ def verify_artifact(owner, fmt, path, model, *, input_dtypes, image_size, thresh
     return worst
 
 
+def _mask_output_only(owner, model):
+    """A model with a dict of outputs holding ``"mask"`` (``UNetPlusPlus(classification_head=K)``)
+    is served by its mask alone, with a warning: the zero padding of the serving graph would
+    change what a global pooling head sees, so its image-level outputs are not exported."""
+    if not isinstance(model, keras.Model) or not isinstance(model.output, dict) \
+            or "mask" not in model.output:
+        return model
+    warnings.warn(f"{owner}: model {model.name!r} has outputs {sorted(model.output)}; the "
+                  f"export serves the 'mask' output only (the padding to a multiple would "
+                  f"change the image-level outputs). Export "
+                  f"keras.Model(model.inputs, model.output['mask']) to silence this.",
+                  UserWarning, stacklevel=3)
+    return keras.Model(model.input, model.output["mask"], name=model.name)
+
+
 def _export(owner, model, path, format, tta, threshold, multiple, uint8_scale, input_dtypes,
             image_size, verify, tolerance, verbose):
     if format not in FORMATS:
         fail(owner, "format", format, f"must be one of {', '.join(map(repr, FORMATS))}")
+    model = _mask_output_only(owner, model)
     check_servable(owner, model)
     if threshold is not None:
         threshold = check_number(owner, "threshold", threshold, minimum=0.0, maximum=1.0)
@@ -179,7 +197,9 @@ def export_model(model, path, format="tf_saved_model", tta=None, threshold=None,
     Args:
         model: a ``keras.Model`` with input shape (None, None, C) and one output of
             probabilities (B, H, W, K), e.g. ``UNetPlusPlus(...)``, ``with_tta(...)``,
-            ``ensemble(...)``. The TensorFlow backend.
+            ``ensemble(...)``. The TensorFlow backend. A model with a dict of outputs holding
+            ``"mask"`` (``UNetPlusPlus(classification_head=K)``) is served by its mask alone,
+            with a warning.
         path: the directory (``tf_saved_model``) or file (``.onnx``, ``.tflite``) to write.
         format: ``"tf_saved_model"``, ``"onnx"`` or ``"litert"``.
         tta: None, or a :class:`~keras_seg_extras.inference.TestTimeAugmentation` ``transforms``

@@ -84,7 +84,9 @@ class WeightedEnsemble(layers.Layer):
             fail(_OWNER, "models", models, "must be a non-empty list of Keras models")
         for m in models:
             if len(m.outputs or ()) > 1:
-                fail(_OWNER, "models", m.name, "members must have a single output")
+                fail(_OWNER, "models", m.name,
+                     "members must have a single output (for UNetPlusPlus(classification_head="
+                     "K) ensemble keras.Model(m.inputs, m.output['mask']))")
         channels = {m.output_shape[-1] for m in models}
         if len(channels) > 1:
             fail(_OWNER, "models", [m.name for m in models],

@@ -63,6 +63,11 @@ def _check_transforms(transforms):
     return names
 
 
+def _maps_and_image_level(model):
+    """Whether ``model`` returns a dict of (B, H, W, K) maps and (B, K) image-level outputs."""
+    return isinstance(model.output, dict) and all(len(t.shape) in (2, 4) for t in model.outputs)
+
+
 @register
 class TestTimeAugmentation(layers.Layer):
     """Average a segmentation model's outputs over flips/rotations and scales.
@@ -84,7 +89,9 @@ class TestTimeAugmentation(layers.Layer):
     both orders (fully convolutional with ``None`` spatial dimensions, or square inputs).
 
     Args:
-        model: the model to wrap (single output).
+        model: the model to wrap: one output, or a dict of (B, H, W, K) maps, transformed
+            back, and (B, K) image-level outputs, averaged as they are
+            (``UNetPlusPlus(classification_head=K)``'s ``"mask"`` and ``"classification"``).
         transforms: a preset, "hflip" (identity + horizontal flip: the report's), "flips"
             (identity, horizontal, vertical, both), "d4" (all 8 symmetries of the square),
             "none", or a tuple of names from "identity", "hflip", "vflip", "rot180", "rot90",
@@ -109,10 +116,13 @@ class TestTimeAugmentation(layers.Layer):
         super().__init__(**kwargs)
         if not isinstance(model, layers.Layer):
             fail(_OWNER, "model", model, "must be a Keras model or layer")
-        if isinstance(model, keras.Model) and len(model.outputs or ()) > 1:
+        if isinstance(model, keras.Model) and len(model.outputs or ()) > 1 \
+                and not _maps_and_image_level(model):
             fail(_OWNER, "model", model.name,
                  f"must have a single output; it has {len(model.outputs)} (for deep supervision "
-                 "wrap keras.Model(model.inputs, model.outputs[-1]))")
+                 "wrap keras.Model(model.inputs, model.outputs[-1]); a dict of (B, H, W, K) "
+                 "maps and (B, K) image-level outputs, as UNetPlusPlus(classification_head=K) "
+                 "returns, is accepted)")
         self.model = model
         self.transforms = _check_transforms(transforms)
         self._transforms_argument = transforms if isinstance(transforms, str) else list(transforms)
@@ -136,20 +146,37 @@ class TestTimeAugmentation(layers.Layer):
                                            scaled_size(size[1], scale)))
             for name in self.transforms:
                 forward, inverse = _TRANSFORMS[name]
-                y = ops.cast(inverse(self.model(forward(x), training=training)), "float32")
-                if scale != 1.0:
-                    y = resize_images(y, size)
-                total = y if total is None else total + y
-        return total / float(len(self.scales) * len(self.transforms))
+
+                def back(y, inverse=inverse, scale=scale):
+                    # Maps are transformed back; image-level outputs (B, K) do not move.
+                    y = ops.cast(y, "float32")
+                    if len(y.shape) != 4:
+                        return y
+                    y = inverse(y)
+                    return resize_images(y, size) if scale != 1.0 else y
+
+                y = keras.tree.map_structure(back, self.model(forward(x), training=training))
+                total = y if total is None else keras.tree.map_structure(ops.add, total, y)
+        count = float(len(self.scales) * len(self.transforms))
+        return keras.tree.map_structure(lambda t: t / count, total)
 
     def compute_output_shape(self, input_shape):
-        shape = tuple(self.model.compute_output_shape(input_shape))
-        return (shape[0], input_shape[1], input_shape[2]) + shape[3:]
+        def resized(shape):
+            shape = tuple(shape)
+            return shape if len(shape) != 4 else (shape[0], input_shape[1], input_shape[2],
+                                                  shape[3])
+
+        return keras.tree.map_shape_structure(resized,
+                                              self.model.compute_output_shape(input_shape))
 
     def compute_output_spec(self, inputs, training=False):
-        spec = self.model.compute_output_spec(inputs)
-        shape = (inputs.shape[0], inputs.shape[1], inputs.shape[2]) + tuple(spec.shape[3:])
-        return keras.KerasTensor(shape, dtype="float32")
+        def resized(spec):
+            shape = tuple(spec.shape)
+            if len(shape) == 4:
+                shape = (inputs.shape[0], inputs.shape[1], inputs.shape[2], shape[3])
+            return keras.KerasTensor(shape, dtype="float32")
+
+        return keras.tree.map_structure(resized, self.model.compute_output_spec(inputs))
 
     def get_config(self):
         return {**super().get_config(),

@@ -1,14 +1,9 @@
-"""A small U-Net trained from scratch, for CPU demos, recipes on the sample data and tests.
-
-Not a pretrained-encoder model: four levels of two 3x3 convolutions with BatchNorm and ReLU,
-max-pool down, transposed-convolution up, skip concatenations. Input sizes must be
-multiples of 2**(len(filters) - 1).
-"""
+"""A small U-Net trained from scratch, for CPU demos, recipes on the sample data and tests."""
 
 import keras
 from keras import layers
 
-from keras_seg_extras._common import check_choice, check_number, fail
+from keras_seg_extras._common import check_choice, check_number, fail, renamed_argument
 
 
 def _conv_block(x, filters, name):
@@ -19,25 +14,39 @@ def _conv_block(x, filters, name):
     return x
 
 
-def small_unet(input_shape=(None, None, 3), classes=1, activation="sigmoid",
-               filters=(16, 32, 64, 128), name="small_unet"):
-    """Build a small U-Net.
+def small_unet(input_shape=(None, None, 3), num_classes=1, activation="sigmoid",
+               filters=(16, 32, 64, 128), name="small_unet", classes=None):
+    """Build a small U-Net trained from scratch (no pretrained encoder).
+
+    The encoder-decoder of Ronneberger, Fischer and Brox, "U-Net: Convolutional Networks for
+    Biomedical Image Segmentation" (MICCAI 2015), scaled down: per level two 3x3 convolutions
+    with BatchNorm and ReLU, 2x2 max-pooling down, 2x2 transposed convolutions up, skip
+    concatenations, a 1x1 head. Height and width must be multiples of
+    ``2 ** (len(filters) - 1)``.
 
     Args:
         input_shape: (H, W, channels); H and W may be None (fully convolutional).
-        classes: number of output channels.
-        activation: "sigmoid", "softmax" or None (logits).
-        filters: filters per level, shallow to deep.
+        num_classes: number of output channels.
+        activation: "sigmoid", "softmax" or None (logits); computed in float32.
+        filters: filters per level, shallow to deep (at least two levels).
         name: model name.
+        classes: the former name of ``num_classes`` (deprecated).
 
     Returns:
-        A ``keras.Model`` mapping (B, H, W, channels) to (B, H, W, classes).
+        A ``keras.Model`` mapping (B, H, W, channels) to (B, H, W, num_classes).
 
     Example:
-        >>> model = small_unet((64, 64, 1), classes=3, activation=None)
+        >>> model = small_unet((64, 64, 1), num_classes=3, activation="softmax", filters=(4, 8))
+        >>> model.output_shape
+        (None, 64, 64, 3)
+        >>> import numpy as np
+        >>> probabilities = model(np.zeros((1, 64, 64, 1), "float32"))
+        >>> round(float(np.asarray(probabilities).sum(-1).mean()), 4)
+        1.0
     """
     owner = "small_unet"
-    check_number(owner, "classes", classes, minimum=1, integer=True)
+    num_classes = renamed_argument(owner, "num_classes", num_classes, "classes", classes, 1)
+    check_number(owner, "num_classes", num_classes, minimum=1, integer=True)
     check_choice(owner, "activation", activation, ("sigmoid", "softmax", None))
     if len(filters) < 2:
         fail(owner, "filters", filters, "must name at least two levels")
@@ -56,7 +65,7 @@ def small_unet(input_shape=(None, None, 3), classes=1, activation="sigmoid",
         x = layers.Conv2DTranspose(filters[level], 2, strides=2, name=f"up{level}")(x)
         x = layers.Concatenate(name=f"concat{level}")([x, skips[level]])
         x = _conv_block(x, filters[level], f"dec{level}")
-    outputs = layers.Conv2D(classes, 1, name="head")(x)
+    outputs = layers.Conv2D(num_classes, 1, name="head")(x)
     if activation is not None:
         outputs = layers.Activation(activation, dtype="float32", name="probabilities")(outputs)
     return keras.Model(inputs, outputs, name=name)

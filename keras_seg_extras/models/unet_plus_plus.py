@@ -15,7 +15,8 @@ import numbers
 import keras
 from keras import layers
 
-from keras_seg_extras._common import check_choice, check_number, fail, register
+from keras_seg_extras._common import (check_choice, check_flag, check_number, fail, register,
+                                      renamed_argument)
 from keras_seg_extras.models.encoders import ENCODERS, build_encoder
 
 _OWNER = "UNetPlusPlus"
@@ -33,6 +34,9 @@ _SHALLOW_DROPOUT = 0.1
 CENTER_INPUTS = ("pooled_stride16", "stride32")
 #: The places of the simplified decoder's seven dropout rates, in the order a tuple gives them.
 DROPOUT_PLACES = ("center", "s16", "s8", "s4", "s2", "s1", "head")
+
+#: Dropout before the classification head's dense layer (keras.applications' EfficientNet-B0 top).
+CLASSIFICATION_DROPOUT = 0.2
 
 _NESTED_DECODER_FILTERS = (256, 128, 64, 32, 16)
 _NESTED_DROPOUT = 0.1
@@ -225,11 +229,32 @@ def _nested_decoder(skips, filters, normalization, dropout):
     return _nested_node([up], filters[4], normalization, dropout, "decoder_s1"), top
 
 
-def _head(x, classes, activation, name, upsample=1):
-    x = layers.Conv2D(classes, 1, name=f"{name}_conv")(x)
+def _head(x, num_classes, activation, name, upsample=1):
+    x = layers.Conv2D(num_classes, 1, name=f"{name}_conv")(x)
     if upsample > 1:
         x = layers.UpSampling2D(upsample, interpolation="bilinear", name=f"{name}_upsample")(x)
     return layers.Activation(activation or "linear", dtype="float32", name=name)(x)
+
+
+def _classification_head(features, num_labels):
+    """The multi-label classification sub-network (YouTubeVOS 2021 report, 3.5.1): global
+    average pooling of the deepest encoder features -> Dropout -> Dense, K float32 logits."""
+    x = layers.GlobalAveragePooling2D(name="classification_pool")(features)
+    x = layers.Dropout(CLASSIFICATION_DROPOUT, name="classification_dropout")(x)
+    x = layers.Dense(num_labels, name="classification_logits")(x)
+    return layers.Activation("linear", dtype="float32", name="classification")(x)
+
+
+@register
+class _RematModel(keras.Model):
+    """The functional model of ``UNetPlusPlus(remat=True)``: its layers rematerialise, and a
+    loaded ``.keras`` file rebuilds them that way (Keras does not save a layer's remat mode)."""
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        with keras.RematScope(mode="full"):
+            graph = keras.Model.from_config(config, custom_objects=custom_objects)
+        return cls(graph.input, graph.output, name=graph.name)
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -290,29 +315,46 @@ def _input_shape(input_shape):
     return input_shape
 
 
-def UNetPlusPlus(encoder="efficientnet_b4", input_shape=(None, None, 3), classes=1,
+def UNetPlusPlus(encoder="efficientnet_b4", input_shape=(None, None, 3), num_classes=1,
                  activation="sigmoid", decoder="simplified", encoder_weights=None,
                  decoder_filters=None, dropout=None, normalization="batch",
-                 deep_supervision=False, center_input=None, name=None):
-    """U-Net++ with a pretrained-family encoder (paper 003, section 3.3, Fig. 5; Zhou et al.).
+                 deep_supervision=False, center_input=None, classification_head=None,
+                 remat=False, name=None, classes=None):
+    """U-Net++ on a ``keras.applications`` encoder: the simplified decoder of the SIIM report
+    (Fig. 5) or the nested decoder of Zhou et al., optionally with a classification head.
 
-    ``decoder="simplified"`` (default) is the report's "Simpler U-net++", Fig. 5 layer by layer:
-    the centre pools the stride-16 features (LeakyReLU(0.1), MaxPool 2, Dropout) into an
-    elementary block with two residual blocks; levels at strides 16, 8, 4, 2 concatenate the
-    up-convolved level below, the up-convolutions of every deeper level carried up ("hyper"
-    paths) and the encoder skip; a last level at stride 1, Dropout and a 1x1 head. Elementary
-    block: Dropout -> 3x3 conv -> residual block -> LeakyReLU(0.1); residual block:
-    ``norm(x) + conv_norm(leaky(conv_norm(norm(leaky(x)))))``. The default widths (128, 64,
-    32, 16, 8, centre 256) and dropout (r = 0.5) are the author's; with EfficientNet-B4 the
-    model has 11.5 M parameters and the encoder's stride-32 stages are not part of it.
-    The earlier, wider variant (levels 256..16, centre 512 on the stride-32 top, dropout 0.1)
-    is ``decoder_filters=(256, 128, 64, 32, 16), center_input="stride32", dropout=(0.1,) * 6
-    + (0.0,)``.
+    ``decoder="simplified"`` (default) is the "Simpler U-net++" of "SIIM-ACR Pneumothorax
+    Segmentation", work report of SIIM's Kaggle competition (2019), section 3.3 and Fig. 5,
+    layer by layer: the centre pools the stride-16 features (LeakyReLU(0.1), MaxPool 2,
+    Dropout) into an elementary block with two residual blocks; levels at strides 16, 8, 4, 2
+    concatenate the up-convolved level below, the up-convolutions of every deeper level
+    carried up ("hyper" paths) and the encoder skip; a last level at stride 1, Dropout and a
+    1x1 head. Elementary block: Dropout -> 3x3 conv -> residual block -> LeakyReLU(0.1);
+    residual block: ``norm(x) + conv_norm(leaky(conv_norm(norm(leaky(x)))))``. The default
+    widths (128, 64, 32, 16, 8, centre 256) and dropout (r = 0.5) are the author's; with
+    EfficientNet-B4 the model has 11.5 M parameters and the encoder's stride-32 stages are not
+    part of it. The earlier, wider variant (levels 256..16, centre 512 on the stride-32 top,
+    dropout 0.1) is ``decoder_filters=(256, 128, 64, 32, 16), center_input="stride32",
+    dropout=(0.1,) * 6 + (0.0,)``.
 
-    ``decoder="nested"`` is the full UNet++: node ``X^{i,j} = H([X^{i,0}, ..., X^{i,j-1},
-    Up(X^{i+1,j-1})])`` over all five encoder levels, ``H`` = Dropout -> 3x3 conv ->
-    pre-activation residual block -> norm -> LeakyReLU(0.1), default widths (256, 128, 64, 32,
-    16), dropout 0.1 on every node, optional deep supervision.
+    ``decoder="nested"`` is the full UNet++ of Zhou, Rahman Siddiquee, Tajbakhsh and Liang,
+    "UNet++: A Nested U-Net Architecture for Medical Image Segmentation" (DLMIA 2018): node
+    ``X^{i,j} = H([X^{i,0}, ..., X^{i,j-1}, Up(X^{i+1,j-1})])`` over all five encoder levels,
+    ``H`` = Dropout -> 3x3 conv -> pre-activation residual block -> norm -> LeakyReLU(0.1),
+    default widths (256, 128, 64, 32, 16), dropout 0.1 on every node, optional deep
+    supervision.
+
+    ``classification_head=K`` adds the multi-label classification sub-network of "1st Place
+    Solution for YouTubeVOS Challenge 2021: Video Instance Segmentation", technical report
+    (2021), section 3.5.1: the deepest encoder features the model holds feed
+    ``GlobalAveragePooling -> Dropout(0.2) -> Dense(K)``, a second output of K logits trained
+    with binary cross-entropy next to the segmentation. The model then returns a dict
+    ``{"mask": (B, H, W, num_classes), "classification": (B, K)}`` (plus the deep-supervision
+    heads ``"deep_supervision_1"`` ... ``"_3"``), so ``compile(loss={"mask": ...,
+    "classification": keras.losses.BinaryCrossentropy(from_logits=True)})`` takes one loss per
+    output. The deepest features are the stride-16 ones (``block6a_expand_activation``) for
+    the default Fig. 5 model, whose encoder stops there, and the stride-32 ones (C5,
+    ``top_activation``) with ``center_input="stride32"`` or the nested decoder.
 
     Input: RGB float images in [0, 255] (both encoder families normalise inside the model),
     height and width multiples of 32. A fixed ``input_shape`` that is not is rejected at
@@ -321,11 +363,12 @@ def UNetPlusPlus(encoder="efficientnet_b4", input_shape=(None, None, 3), classes
     TensorFlow graph whose size is dynamic).
 
     Args:
-        encoder: a name of ``keras_seg_extras.models.encoders.ENCODERS``: "efficientnet_b0" to
+        encoder: a name of :data:`~keras_seg_extras.models.ENCODERS`: "efficientnet_b0" to
             "efficientnet_b7" or "resnet50".
         input_shape: (H, W, channels); H and W None or multiples of 32.
-        classes: output channels.
-        activation: "sigmoid", "softmax" or None (logits). The output layer computes in float32.
+        num_classes: output channels of the mask.
+        activation: "sigmoid", "softmax" or None (logits) of the mask. The output layers
+            compute in float32.
         decoder: "simplified" (the report's Fig. 5) or "nested" (Zhou et al.).
         encoder_weights: None, a local weights file of the keras.applications encoder, or
             "imagenet" (keras' cached file in $KERAS_HOME/models; never downloaded).
@@ -334,22 +377,32 @@ def UNetPlusPlus(encoder="efficientnet_b4", input_shape=(None, None, 3), classes
             8) for "simplified" (Fig. 5, start width 8), (256, 128, 64, 32, 16) for "nested".
         dropout: "simplified": a rate r in [0, 1) placed as Fig. 5 does (r on the centre and
             the stride-16 and stride-8 levels, 0.1 on the stride-4, 2 and 1 levels, r / 2
-            before the head; :func:`fig5_dropout_rates`), or seven rates for ``DROPOUT_PLACES``
-            (centre, s16, s8, s4, s2, s1, head); None: r = 0.5. "nested": one rate for every
-            node; None: 0.1.
-        normalization: "batch", or "group" (GroupNorm with gcd(filters, 32) groups) for the
-            small batches of high resolutions (paper 003, 4.1.3). The encoder keeps its own
-            BatchNorm layers.
+            before the head; :func:`fig5_dropout_rates`), or seven rates for
+            :data:`DROPOUT_PLACES` (centre, s16, s8, s4, s2, s1, head); None: r = 0.5.
+            "nested": one rate for every node; None: 0.1.
+        normalization: "batch", or "group" (GroupNorm of Wu and He, "Group Normalization",
+            ECCV 2018, with gcd(filters, 32) groups) for the small batches of high
+            resolutions (SIIM report, 4.1.3). The encoder keeps its own BatchNorm layers.
         deep_supervision: only with ``decoder="nested"``: the model returns a list of four
             outputs, the heads on X^{0,1}, X^{0,2}, X^{0,3} (1x1 convolution at stride 2,
             bilinear upsampling) and the main output last; train with one loss per output.
         center_input: only with ``decoder="simplified"``: "pooled_stride16" (None, Fig. 5:
             LeakyReLU(0.1) and MaxPool 2 on the stride-16 features, whose LeakyReLU output is
             also the stride-16 skip) or "stride32" (the encoder's stride-32 output, raw skips).
+        classification_head: None (one output), or the number K of labels of the
+            classification head (see above).
+        remat: True: every encoder and decoder layer is built inside
+            ``keras.RematScope(mode="full")`` (gradient checkpointing of Chen, Xu, Zhang and
+            Guestrin, "Training Deep Nets with Sublinear Memory Cost", arXiv 2016): training
+            recomputes each layer's internal activations in the backward pass instead of
+            keeping them. Same outputs and gradients; what it saves and costs:
+            docs/benchmarks.md. Kept by ``.keras`` save and load.
         name: model name (default "unet_plus_plus_<decoder>_<encoder>").
+        classes: the former name of ``num_classes`` (deprecated).
 
     Returns:
-        A ``keras.Model`` mapping (B, H, W, channels) to (B, H, W, classes).
+        A ``keras.Model`` mapping (B, H, W, channels) to (B, H, W, num_classes), or to the dict
+        of outputs described above.
 
     Example:
         >>> model = UNetPlusPlus("efficientnet_b0", (64, 64, 3))
@@ -357,14 +410,21 @@ def UNetPlusPlus(encoder="efficientnet_b4", input_shape=(None, None, 3), classes
         (None, 64, 64, 1)
         >>> model.get_layer("center_conv").filters, model.get_layer("decoder_s1_conv").filters
         (256, 8)
+        >>> two = UNetPlusPlus("efficientnet_b0", (64, 64, 3), classification_head=4)
+        >>> {key: tuple(value.shape) for key, value in two.output.items()}
+        {'mask': (None, 64, 64, 1), 'classification': (None, 4)}
     """
+    num_classes = renamed_argument(_OWNER, "num_classes", num_classes, "classes", classes, 1)
     check_choice(_OWNER, "encoder", encoder, tuple(ENCODERS))
     check_choice(_OWNER, "decoder", decoder, ("simplified", "nested"))
     check_choice(_OWNER, "activation", activation, ("sigmoid", "softmax", None))
     check_choice(_OWNER, "normalization", normalization, ("batch", "group"))
-    check_number(_OWNER, "classes", classes, minimum=1, integer=True)
-    if not isinstance(deep_supervision, bool):
-        fail(_OWNER, "deep_supervision", deep_supervision, "must be True or False")
+    check_number(_OWNER, "num_classes", num_classes, minimum=1, integer=True)
+    if classification_head is not None:
+        check_number(_OWNER, "classification_head", classification_head, minimum=1,
+                     integer=True)
+    check_flag(_OWNER, "remat", remat)
+    check_flag(_OWNER, "deep_supervision", deep_supervision)
     if deep_supervision and decoder != "nested":
         fail(_OWNER, "deep_supervision", deep_supervision,
              "is only available with decoder='nested'")
@@ -377,16 +437,28 @@ def UNetPlusPlus(encoder="efficientnet_b4", input_shape=(None, None, 3), classes
     rates = _dropout_rates(decoder, dropout)
 
     inputs = keras.Input(input_shape, name="image")
-    checked = InputSizeCheck(_MULTIPLE, _OWNER, name="input_size_check")(inputs)
-    skips = build_encoder(encoder, checked, encoder_weights, owner=_OWNER)
-    final_name = "probabilities" if activation else "logits"
-    if decoder == "simplified":
-        features = _simplified_decoder(skips, filters, center_input, rates, normalization)
-        outputs = _head(features, classes, activation, final_name)
-    else:
-        features, top = _nested_decoder(skips, filters, normalization, rates)
-        outputs = _head(features, classes, activation, final_name)
-        if deep_supervision:
-            outputs = [_head(top[j], classes, activation, f"deep_supervision_{j + 1}", upsample=2)
-                       for j in range(3)] + [outputs]
-    return keras.Model(inputs, outputs, name=name or f"unet_plus_plus_{decoder}_{encoder}")
+    # The layers are built inside the scope, the model outside it: rematerialising the whole
+    # model as one call would recompute the entire forward pass on top of the layers' own.
+    with keras.RematScope(mode="full" if remat else None):
+        checked = InputSizeCheck(_MULTIPLE, _OWNER, name="input_size_check")(inputs)
+        skips = build_encoder(encoder, checked, encoder_weights, owner=_OWNER)
+        final_name = "probabilities" if activation else "logits"
+        if decoder == "simplified":
+            features = _simplified_decoder(skips, filters, center_input, rates, normalization)
+            outputs = [_head(features, num_classes, activation, final_name)]
+        else:
+            features, top = _nested_decoder(skips, filters, normalization, rates)
+            outputs = [_head(features, num_classes, activation, final_name)]
+            if deep_supervision:
+                outputs = [_head(top[j], num_classes, activation, f"deep_supervision_{j + 1}",
+                                 upsample=2) for j in range(3)] + outputs
+        if classification_head is not None:
+            deepest = skips[3] if decoder == "simplified" and center_input == "pooled_stride16" \
+                else skips[4]
+            named = {f"deep_supervision_{j + 1}": out for j, out in enumerate(outputs[:-1])}
+            outputs = {**named, "mask": outputs[-1],
+                       "classification": _classification_head(deepest, classification_head)}
+    if isinstance(outputs, list) and len(outputs) == 1:
+        outputs = outputs[0]
+    model_class = _RematModel if remat else keras.Model
+    return model_class(inputs, outputs, name=name or f"unet_plus_plus_{decoder}_{encoder}")

@@ -5,7 +5,7 @@ from keras_seg_extras.models import small_unet
 
 
 def test_small_unet_shapes_and_sizes():
-    model = small_unet((None, None, 1), classes=3, activation="softmax", filters=(4, 8, 16))
+    model = small_unet((None, None, 1), num_classes=3, activation="softmax", filters=(4, 8, 16))
     out = model.predict(np.zeros((2, 32, 48, 1), "float32"), verbose=0)
     assert out.shape == (2, 32, 48, 3)
     np.testing.assert_allclose(out.sum(-1), 1.0, rtol=1e-5)

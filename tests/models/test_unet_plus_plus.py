@@ -269,7 +269,7 @@ def test_nested_output_shape_dense_skips_and_defaults(nested, rng):
 
 
 def test_resnet50_nested_deep_supervision_group_norm(rng):
-    model = UNetPlusPlus("resnet50", (64, 64, 3), classes=3, activation="softmax",
+    model = UNetPlusPlus("resnet50", (64, 64, 3), num_classes=3, activation="softmax",
                          decoder="nested", decoder_filters=SMALL, normalization="group",
                          deep_supervision=True)
     assert [tuple(o.shape) for o in model.outputs] == [(None, 64, 64, 3)] * 4
@@ -341,7 +341,7 @@ def test_input_size_check_config_round_trip():
     ({"decoder": "dense"}, r"`decoder` must be one of.*'dense'"),
     ({"activation": "relu"}, r"`activation` must be one of.*'relu'"),
     ({"normalization": "layer"}, r"`normalization` must be one of.*'layer'"),
-    ({"classes": 0}, r"`classes` must be >= 1; received 0"),
+    ({"num_classes": 0}, r"`num_classes` must be >= 1; received 0"),
     ({"dropout": 1.0}, r"`dropout` must be < 1.0; received 1.0"),
     ({"dropout": (0.5, 0.1)}, r"`dropout` must be a rate r in \[0, 1\).*or 7 rates for "
                               r"center, s16.*head; received \(0.5, 0.1\)"),
