@@ -34,7 +34,11 @@ from keras_seg_extras.inference.tracking import (  # noqa: F401
     merge_tracklets,
     vote_label,
 )
-from keras_seg_extras.inference.serving import predict_stream, served_model  # noqa: F401
+from keras_seg_extras.inference.serving import (  # noqa: F401
+    predict_stream,
+    served_classifier,
+    served_model,
+)
 from keras_seg_extras.inference.tta import TestTimeAugmentation, with_tta  # noqa: F401
 from keras_seg_extras.inference.video import (  # noqa: F401
     average_precision_at_k,
@@ -55,6 +59,7 @@ __all__ = [
     "WeightedEnsemble",
     "ensemble",
     "served_model",
+    "served_classifier",
     "predict_stream",
     "postprocess",
     "remove_small_components",

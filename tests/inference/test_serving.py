@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_seg_extras.inference import predict_stream, served_model
+from keras_seg_extras.inference import predict_stream, served_classifier, served_model
 
 
 def _net(seed, name):
@@ -64,8 +64,45 @@ def test_stream_batches_same_shapes_and_keeps_the_order():
     assert calls[::2] == [(2, 4, 5, 3), (1, 4, 5, 3), (1, 6, 3, 3), (1, 4, 5, 3), (1, 4, 5, 3)]
 
 
+def _two_outputs(seed, name):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((None, None, 3))
+    features = keras.layers.Conv2D(2, 3, padding="same", activation="relu")(inputs)
+    logits = keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(features[:, :, :8]))
+    return keras.Model(inputs, {"mask": keras.layers.Conv2D(1, 1, activation="sigmoid")(features),
+                                "classification": logits}, name=name)
+
+
+def test_head_models_serve_the_mask_and_the_gate_probability_by_hand():
+    """The classifier: sigmoid of the h-flip-averaged logits at each member's size, averaged
+    over members; the mask output is served as a one-output model."""
+    a, b = _two_outputs(2, "a"), _two_outputs(3, "b")
+    image = np.random.default_rng(2).uniform(0, 255, (2, 40, 48, 3)).astype("float32")
+
+    def logits(model, size):
+        x = _resize(image, (size, size))
+        plain = keras.ops.convert_to_numpy(model(x)["classification"])
+        return (plain + keras.ops.convert_to_numpy(model(x[:, :, ::-1])["classification"])) / 2
+
+    def sigmoid(z):
+        return 1 / (1 + np.exp(-z))
+
+    head = served_classifier([a, b], [32, 64])
+    expected = (sigmoid(logits(a, 32)) + sigmoid(logits(b, 64))) / 2
+    np.testing.assert_allclose(head.predict(image, verbose=0), expected, atol=1e-5)
+    assert head.output_shape == (None, 1)
+    mask_only = keras.Model(a.inputs, a.output["mask"])
+    np.testing.assert_allclose(served_model(a, 32, output="mask").predict(image, verbose=0),
+                               _by_hand(mask_only, image, 32), atol=1e-5)
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda: served_model([_net(0, "a")], [32, 64]), r"served_model: `sizes` must hold one size"),
+    (lambda: served_model(_two_outputs(0, "t"), 32, output="logits"),
+     r"served_model: `output` must name an output of 't'; its outputs are "
+     r"\['classification', 'mask'\]"),
+    (lambda: served_classifier(_net(0, "a"), 32),
+     r"served_classifier: `output` must name an output of 'a'; its outputs are one tensor"),
     (lambda: list(predict_stream({}, [np.zeros((2, 2))])), r"predict_stream: `models` must be"),
     (lambda: list(predict_stream({"a": _net(0, "a")}, [], batch_size=0)),
      r"predict_stream: `batch_size` must be >= 1"),
