@@ -178,6 +178,12 @@ class SiimData:
         test: one dict per converted test image (``id``, ``image``, ``patient``, ``shape``).
         conversions: ``{"train": ConversionSummary, "test": ...}`` of the folders present.
         unmatched: ids of ``train-rle.csv`` without a converted DICOM (left out of ``train``).
+
+    Example:
+        >>> data = SiimData(train=[{"id": "a", "has_mask": True}], test=[], conversions={},
+        ...                 unmatched=["b"])
+        >>> len(data.train), data.unmatched
+        (1, ['b'])
     """
 
     train: list
