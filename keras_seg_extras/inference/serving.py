@@ -116,8 +116,9 @@ def served_classifier(models, sizes, output="classification", transforms="hflip"
     models, sizes = _members("served_classifier", models, sizes)
     inputs = keras.Input((None, None, models[0].input_shape[-1]), name="image")
     probabilities = []
-    for model, size in zip(models, sizes):
-        member = with_tta(_output("served_classifier", model, output), transforms)
+    for index, (model, size) in enumerate(zip(models, sizes)):
+        member = with_tta(_output("served_classifier", model, output), transforms,
+                          name=f"member{index}_tta")  # members may share one name
         resized = keras.layers.Resizing(size, size, interpolation="bilinear")(inputs)
         probabilities.append(keras.layers.Activation("sigmoid")(member(resized)))
     mean = probabilities[0] if len(probabilities) == 1 else \
