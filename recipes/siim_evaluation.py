@@ -68,12 +68,17 @@ def summary(search, plain_threshold=0.5):
     if plain_threshold in search.thresholds and 0 in search.min_areas \
             and (not ungated or 0.0 in search.gates):
         out["at_threshold_0.5_no_removal"] = search.score(plain_threshold, 0, **ungated)
-    if ungated and 0.0 in search.gates:
-        dice = search.dice()[list(search.gates).index(0.0)]
-        row, col = np.unravel_index(int(np.argmax(dice)), dice.shape)
-        setting = (float(search.thresholds[row]), float(search.min_areas[col]))
-        out["segmentation_only"] = dict(zip(("threshold", "min_area"), setting),
-                                        **search.score(*setting, gate=0.0))
+    if ungated:  # the best setting with the gate off (g = 0) and with it on (g > 0)
+        for key, rows in (("segmentation_only", search.gates == 0),
+                          ("best_with_gate", search.gates > 0)):
+            if not rows.any():
+                continue
+            dice = np.where(rows[:, None, None], search.dice(), -1.0)
+            g, t, a = np.unravel_index(int(np.argmax(dice)), dice.shape)
+            setting = {"gate": float(search.gates[g]), "threshold": float(search.thresholds[t]),
+                       "min_area": float(search.min_areas[a])}
+            out[key] = dict(setting, **search.score(setting["threshold"], setting["min_area"],
+                                                    gate=setting["gate"]))
     return out
 
 
@@ -86,7 +91,13 @@ def results(searches, baseline, submit, count):
     for name, score in scores.items():
         print(f"[validation] {name}: Dice {score['dice']:.4f}, IoU {score['iou']:.4f} at "
               f"threshold {score['threshold']}, min area {score['min_area']:g} px at 1024")
+    if "gate" in chosen:
+        for key in ("segmentation_only", "best_with_gate"):
+            score = chosen.get(key, {})
+            print(f"[validation] {submit} {key}: Dice {score.get('dice', float('nan')):.4f}, "
+                  f"IoU {score.get('iou', float('nan')):.4f} (gate {score.get('gate')})")
     return {"models": scores, "baseline": baseline, "submitted": submit,
+            **({"gate": chosen["gate"]} if "gate" in chosen else {}),
             "threshold": chosen["threshold"], "min_area": chosen["min_area"],
             "min_area_reference_size": 1024, "dice": chosen["dice"], "iou": chosen["iou"],
             "validation_images": count}
