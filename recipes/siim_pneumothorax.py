@@ -28,6 +28,7 @@ import keras_seg_extras as kse  # noqa: E402
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_AREAS = (0, 500, 1000, 2000, 3000, 4000)  # px at 1024 x 1024; 2000 is the author's
+GATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # head probability; 0: no gate
 EXPORT_FILES = {"tf_saved_model": "saved_model", "onnx": "model.onnx", "litert": "model.tflite"}
 
 
@@ -71,6 +72,9 @@ def parse_args(argv=None):
     add("--workers", type=int, default=None, help="DICOM conversion processes")
     add("--seed", type=int, default=0)
     add("--preview-count", type=int, default=4)
+    add("--classification-head", action="store_true",
+        help="train an image-level 'has a mask' head (BCE) whose probability gates the masks")
+    add("--gates", default=GATES, help="comma-separated head gates searched (with the head)")
     add("--export-formats", nargs="+", default=["tf_saved_model"], choices=sorted(EXPORT_FILES))
     args = p.parse_args(argv)
     if args.config:
@@ -84,6 +88,7 @@ def parse_args(argv=None):
     if isinstance(args.decoder_filters, str):
         args.decoder_filters = [int(v) for v in args.decoder_filters.split(",")]
     args.thresholds, args.min_areas = _floats(args.thresholds), _floats(args.min_areas)
+    args.gates = _floats(args.gates)
     if args.demo:
         args.encoder = "efficientnet_b0" if args.encoder == "efficientnet_b4" else args.encoder
         args.decoder_filters = args.decoder_filters or [64, 48, 32, 16, 8]
@@ -116,7 +121,7 @@ def resolved_config(args):
 
 def build_model(args):
     return training.build_model(args.encoder, args.encoder_weights, args.decoder_filters,
-                                args.bn_momentum)
+                                args.bn_momentum, args.classification_head)
 
 
 def load_kept_models(args, strategy):
@@ -125,16 +130,24 @@ def load_kept_models(args, strategy):
 
 
 def served_models(args, models):
-    """{name: served model} of each kept model (TTA, resized to its size in the graph)."""
-    return {name: kse.inference.served_model(model, int(name)) for name, model in models.items()}
+    """{name: served model} of each kept model (TTA, resized to its size in the graph), and
+    with the head {name: its served "has a mask" probability} (else None)."""
+    output = "mask" if args.classification_head else None
+    served = {n: kse.inference.served_model(m, int(n), output=output) for n, m in models.items()}
+    return served, {n: kse.inference.served_classifier(m, int(n)) for n, m in models.items()} \
+        if args.classification_head else None
 
 
 def submitted_model(args, models):
-    """The served model of ``--submit``: one kept model, or the ensemble as one graph."""
-    if args.submit != "ensemble":
-        return kse.inference.served_model(models[args.submit], int(args.submit))
-    return kse.inference.served_model(list(models.values()), [int(n) for n in models],
-                                      name="siim_ensemble")
+    """The served model of ``--submit`` (one kept model, or the ensemble as one graph), and
+    the served head probability of the same members (None without the head)."""
+    members = list(models) if args.submit == "ensemble" else [args.submit]
+    chosen, sizes = [models[n] for n in members], [int(n) for n in members]
+    served = kse.inference.served_model(
+        chosen if len(members) > 1 else chosen[0], sizes, name="siim_ensemble"
+        if len(members) > 1 else None, output="mask" if args.classification_head else None)
+    head = kse.inference.served_classifier(chosen, sizes) if args.classification_head else None
+    return served, head
 
 
 def main(argv=None):
@@ -161,22 +174,23 @@ def main(argv=None):
     with strategy.scope():
         model = build_model(args)
     trainer = training.build_trainer(model, args.stages, train, val, args.output_dir, args.seed,
-                                     args.steps_per_epoch, strategy)
+                                     args.steps_per_epoch, strategy, args.classification_head)
     training.print_last_epochs(trainer, trainer.fit())
     memory = {"training_peak_mib": round(evaluation.peak_memory_mib())}
 
     models = load_kept_models(args, strategy)
+    served, heads = served_models(args, models)
     searches, baseline, previews = evaluation.evaluate(
-        served_models(args, models), val, args.thresholds, args.min_areas,
-        args.predict_batch_size, evaluation.largest_masks(val, args.preview_count))
+        served, val, args.thresholds, args.min_areas, args.predict_batch_size,
+        evaluation.largest_masks(val, args.preview_count), heads=heads, gates=args.gates)
     memory["evaluation_peak_mib"] = round(evaluation.peak_memory_mib())
     results = evaluation.results(searches, baseline, args.submit, len(val))
     chosen = results["models"][args.submit]
 
-    submitted = submitted_model(args, models)
+    submitted, head = submitted_model(args, models)
     results["submission"] = evaluation.write_submission(
         os.path.join(args.output_dir, "submission.csv"), submitted, test, chosen["threshold"],
-        chosen["min_area"], args.predict_batch_size)
+        chosen["min_area"], args.predict_batch_size, head, chosen.get("gate", 0.0))
     memory["submission_peak_mib"] = round(evaluation.peak_memory_mib())
     print(f"[submission] '{args.submit}': {len(test)} test images -> {results['submission']}")
     for name, kept in models.items():

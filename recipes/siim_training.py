@@ -78,11 +78,14 @@ def prepare(data_dir, output_dir, workers=None, image_size=None, clahe=False,
     return data.test, train, val
 
 
-def build_model(encoder, encoder_weights=None, decoder_filters=None, bn_momentum=None):
-    """The report's U-Net++ (one sigmoid channel); ``bn_momentum`` set on every BatchNorm."""
-    model = kse.models.UNetPlusPlus(encoder=encoder, classes=1, activation="sigmoid",
+def build_model(encoder, encoder_weights=None, decoder_filters=None, bn_momentum=None,
+                head=False):
+    """The report's U-Net++ (one sigmoid channel; with ``head``, also the image-level "has a
+    mask" logit: outputs ``{"mask", "classification"}``); ``bn_momentum`` on every BatchNorm."""
+    model = kse.models.UNetPlusPlus(encoder=encoder, num_classes=1, activation="sigmoid",
                                     encoder_weights=encoder_weights,
-                                    decoder_filters=decoder_filters)
+                                    decoder_filters=decoder_filters,
+                                    classification_head=1 if head else None)
     if bn_momentum is not None:
         # After the merge with `recipes`: the public BatchNorm helper of kse.training.
         from keras_seg_extras.training.accumulation import _batchnorm_layers
@@ -97,7 +100,7 @@ def kept_path(output_dir, name):
     return os.path.join(output_dir, "models", f"model_{name}.weights.npz")
 
 
-def stage_callbacks(output_dir, index, spec, first_epoch, train_data):
+def stage_callbacks(output_dir, index, spec, first_epoch, train_data, prefix=""):
     """SWA (when asked), the kept-model save after it, and the stage's three checkpoints
     (per stage: the loss changes between stages; the report checkpointed each run, 4.1.8)."""
     callbacks = []
@@ -109,20 +112,38 @@ def stage_callbacks(output_dir, index, spec, first_epoch, train_data):
         callbacks.append(kse.callbacks.WeightsCheckpoint(kept_path(output_dir, spec["size"]),
                                                          monitor=None))
     folder = os.path.join(output_dir, "best", f"stage{index + 1}_{spec['size']}px")
-    for monitor, mode in (("val_loss", "min"), ("val_iou", "max"), ("val_dice", "max")):
+    for metric, mode in (("loss", "min"), ("iou", "max"), ("dice", "max")):
         callbacks.append(kse.callbacks.WeightsCheckpoint(
-            os.path.join(folder, f"best_{monitor[4:]}.weights.npz"), monitor, mode))
+            os.path.join(folder, f"best_{metric}.weights.npz"),
+            f"val_{'' if metric == 'loss' else prefix}{metric}", mode))
     return callbacks
 
 
+def _with_head_target(images, masks):
+    """The head's target: 1 when the (augmented) mask is non-empty."""
+    import tensorflow as tf
+
+    has_mask = tf.reduce_max(tf.cast(masks, tf.float32), axis=[1, 2, 3]) > 0.5
+    has_mask = tf.cast(has_mask, tf.float32)[:, None]
+    return images, {"mask": masks, "classification": has_mask}
+
+
 def build_trainer(model, stages, train, val, output_dir, seed=0, steps_per_epoch=None,
-                  strategy=None):
-    """A ``ProgressiveTrainer`` of ``model`` over the checked ``stages`` on the records."""
+                  strategy=None, head=False):
+    """A ``ProgressiveTrainer`` of ``model`` over the checked ``stages`` on the records; with
+    ``head``, the "classification" output is trained with BCE on "mask non-empty"."""
     def dataset(part, size, batch_size, training):
-        return kse.data.pipeline.segmentation_dataset(
+        data = kse.data.pipeline.segmentation_dataset(
             [r["image"] for r in part], [r["mask"] for r in part], batch_size=batch_size,
             image_size=size, augment=kse.data.augment.siim_preset(size) if training else None,
             shuffle=training, seed=seed, repeat=training)
+        return data.map(_with_head_target) if head else data
+
+    def loss(name):
+        if not head:
+            return LOSSES[name]()
+        return {"mask": LOSSES[name](),
+                "classification": keras.losses.BinaryCrossentropy(from_logits=True)}
 
     def train_data(size, batch_size):
         return dataset(train, size, batch_size, True)
@@ -133,18 +154,20 @@ def build_trainer(model, stages, train, val, output_dir, seed=0, steps_per_epoch
         trainer_stages.append(kse.training.Stage(
             image_size=int(spec["size"]), epochs=int(spec["epochs"]),
             batch_size=int(spec["batch_size"]), accumulation_steps=int(spec["accumulation"]),
-            loss=LOSSES[spec["loss"]](),
+            loss=loss(spec["loss"]),
             learning_rate=lambda total, lr=lr: kse.training.CosineAnnealingWithWarmup(lr, total),
-            callbacks=stage_callbacks(output_dir, index, spec, first, train_data),
+            callbacks=stage_callbacks(output_dir, index, spec, first, train_data,
+                                      "mask_" if head else ""),
             steps_per_epoch=steps_per_epoch or -(-len(train) // int(spec["batch_size"])),
             name=f"stage{index + 1}_{spec['size']}px_{spec['loss']}"))
         first += int(spec["epochs"])
+    metrics = [kse.metrics.DiceCoefficient(name="dice"), kse.metrics.IoUScore(name="iou")]
     logs = [keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")),
             keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True)]
     return kse.training.ProgressiveTrainer(
         model, trainer_stages, train_data=train_data, callbacks=logs, strategy=strategy,
         validation_data=lambda size, batch: dataset(val, size, batch, False), verbose=2,
-        metrics=[kse.metrics.DiceCoefficient(name="dice"), kse.metrics.IoUScore(name="iou")],
+        metrics={"mask": metrics} if head else metrics,
         checkpoint_dir=os.path.join(output_dir, "checkpoints"))
 
 
@@ -160,7 +183,7 @@ def load_kept_models(stages, output_dir, build, strategy):
 def print_last_epochs(trainer, histories):
     """The last epoch's Keras metrics of each stage ``trainer.fit()`` ran (all, or the rest)."""
     for stage, history in zip(trainer.stages[len(trainer.stages) - len(histories):], histories):
-        logs = {k: v[-1] for k, v in history.history.items()}
+        logs = {k.replace("mask_", ""): v[-1] for k, v in history.history.items()}
         print(f"[train] {stage.name}: train Dice {logs.get('dice', float('nan')):.4f}, "
               f"validation Dice {logs.get('val_dice', float('nan')):.4f}, IoU "
               f"{logs.get('val_iou', float('nan')):.4f} (Keras metrics, model size, 0.5)")
