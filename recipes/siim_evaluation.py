@@ -1,127 +1,123 @@
 """Validation scores, submission and preview of the SIIM recipe, streamed at original size.
 
-Every prediction goes through the model that is exported: each kept model wrapped in
-horizontal-flip TTA and resized to its training size inside the graph
-(``kse.inference.ensemble([with_tta(model)], resolutions=[(s, s)])``), so it takes a PNG at its
-stored size and returns probabilities at that size; the ensemble is the mean of the members'
-probabilities, what ``kse.inference.ensemble`` computes as one graph. Probabilities are then
-resized to the image's original (DICOM) size, thresholded there, and components of at most
-the minimum area (given at 1024 px, scaled to the image) are removed
-(``kse.inference.PostprocessingSearch`` / ``postprocess_at_size``).
-
-Nothing holds all images: batches of ``batch_size`` PNGs are predicted, scored or encoded,
-and dropped; what stays is a few integers per image and setting.
+Every prediction goes through the served model (``kse.inference.served_model``: h-flip TTA
+and each member's training size inside the graph, the ensemble as the members' mean), which is
+what is saved and exported. Probabilities are resized to each image's original size, then
+thresholded and cleaned there (``kse.inference.PostprocessingSearch``, ``postprocess_at_size``);
+with an image-level head, its probability gates the empty-mask rule
+(``kse.inference.apply_image_gate``). Nothing holds all images (``kse.inference.predict_stream``).
 """
 
-import csv
-
 import numpy as np
+
+import keras_seg_extras as kse
 
 PREVIEW_COLUMNS = ("image", "truth", "prediction")
 
 
-def read_png(path, flags=None):
-    import cv2
-
-    image = cv2.imread(path, cv2.IMREAD_GRAYSCALE if flags is None else flags)
-    if image is None:
-        raise ValueError(f"siim_pneumothorax: cannot read image {path!r}")
-    return image
+def _images(records):
+    return (kse.data.read_grayscale_png(r["image"]) for r in records)
 
 
-def served_member(model, size):
-    """``model`` with h-flip TTA, resized to ``size`` inside the graph: any input size."""
-    import keras_seg_extras as kse
-
-    return kse.inference.ensemble([kse.inference.with_tta(model, "hflip")],
-                                  resolutions=[(size, size)], name=f"{model.name}_served")
+def _truth(record):
+    return (kse.data.read_grayscale_png(record["mask"]) > 127).astype(np.uint8)
 
 
-def served_ensemble(models, sizes):
-    """The mean of ``models`` (TTA, each at its size) as one graph for any input size."""
-    import keras_seg_extras as kse
+def evaluate(served, val, thresholds, min_areas, batch_size, preview_ids=(), heads=None,
+             gates=None):
+    """Score each served model, and their mean, on validation over the post-processing grid.
 
-    return kse.inference.ensemble([kse.inference.with_tta(m, "hflip") for m in models],
-                                  resolutions=[(s, s) for s in sizes], name="siim_ensemble")
-
-
-def predictions(served, records, batch_size):
-    """Yield ``(record, {name: probabilities (h, w) at the PNG's size})`` one image at a time.
-
-    ``served`` maps names to served models. Consecutive images of the same size are
-    predicted as one batch of at most ``batch_size``.
-    """
-    batch, shape = [], None
-
-    def flush():
-        images = np.stack([image for _, image in batch]).astype("float32")
-        images = np.repeat(images[..., None], 3, axis=-1)
-        outputs = {name: np.asarray(model.predict_on_batch(images))[..., 0]
-                   for name, model in served.items()}
-        for i, (record, _) in enumerate(batch):
-            yield record, {name: out[i] for name, out in outputs.items()}
-
-    for record in records:
-        image = read_png(record["image"])
-        if batch and (image.shape != shape or len(batch) == batch_size):
-            yield from flush()
-            batch = []
-        batch.append((record, image))
-        shape = image.shape
-    if batch:
-        yield from flush()
-
-
-def evaluate(served, val, args, preview_ids=()):
-    """Score every kept model and their mean on validation over the post-processing grid.
+    Args:
+        served: ``{name: served model}``; with several, ``"ensemble"`` (their mean) is scored
+            as well.
+        heads: optional ``{name: image-level classifier}`` of the same names, searched over
+            ``gates`` (the ensemble's probability is the heads' mean).
 
     Returns:
-        ``(scores, previews)``: ``scores[name]`` is a ``PostprocessingSearch`` per model and
-        for ``"ensemble"``; ``scores["baseline"]`` the all-empty prediction's Dice and IoU;
-        ``previews[id] = {name: probabilities}`` for the ids in ``preview_ids``.
+        ``(searches, baseline, previews)``: a ``PostprocessingSearch`` per name; the
+        all-empty prediction's ``{"dice", "iou"}``; ``{id: {name: probabilities}}`` for the
+        ids in ``preview_ids``.
     """
-    import keras_seg_extras as kse
-
     names = list(served) + (["ensemble"] if len(served) > 1 else [])
-    searches = {name: kse.inference.PostprocessingSearch(args.thresholds, args.min_areas)
-                for name in names}
-    empty, previews = [], {}
-    for record, outputs in predictions(served, val, args.predict_batch_size):
-        truth = (read_png(record["mask"]) > 127).astype(np.uint8)
+    searches = {name: kse.inference.PostprocessingSearch(
+        thresholds, min_areas, gates=gates if heads else None) for name in names}
+    models = dict(served, **{f"head:{name}": head for name, head in (heads or {}).items()})
+    truth_pixels, previews = [], {}
+    for record, outputs in zip(val, kse.inference.predict_stream(models, _images(val),
+                                                                  batch_size)):
+        truth = _truth(record)
         if len(served) > 1:
-            outputs["ensemble"] = np.mean(list(outputs.values()), axis=0)
+            outputs["ensemble"] = np.mean([outputs[n] for n in served], axis=0)
+            if heads:
+                outputs["head:ensemble"] = np.mean([outputs[f"head:{n}"] for n in served])
         for name in names:
-            searches[name].update(outputs[name], truth)
-        empty.append(not truth.any())
+            gate = {"image_probability": float(outputs[f"head:{name}"])} if heads else {}
+            searches[name].update(outputs[name], truth, **gate)
+        truth_pixels.append(int(truth.sum()))
         if record["id"] in preview_ids:
             previews[record["id"]] = outputs
-    baseline = float(np.mean(empty)) if empty else float("nan")
-    # Predicting nothing scores 1 on a healthy image and 0 elsewhere, in Dice and IoU alike.
-    return searches, {"dice": baseline, "iou": baseline}, previews
+    dice, iou = kse.inference.per_image_dice_iou(0, 0, np.asarray(truth_pixels))
+    return searches, {"dice": float(dice.mean()), "iou": float(iou.mean())}, previews
 
 
 def summary(search, plain_threshold=0.5):
-    """Best setting of one model, and its plain score (threshold 0.5, no removal) if gridded."""
+    """Best setting of one search, its plain score (threshold 0.5, no removal) if gridded,
+    and, with gates, its best setting without the gate (the segmentation-only rule)."""
     out = search.best()
-    if plain_threshold in search.thresholds and 0 in search.min_areas:
-        out["at_threshold_0.5_no_removal"] = search.score(plain_threshold, 0)
+    ungated = {} if search.gates is None else {"gate": 0.0}
+    if plain_threshold in search.thresholds and 0 in search.min_areas \
+            and (not ungated or 0.0 in search.gates):
+        out["at_threshold_0.5_no_removal"] = search.score(plain_threshold, 0, **ungated)
+    if ungated:  # the best setting with the gate off (g = 0) and with it on (g > 0)
+        for key, rows in (("segmentation_only", search.gates == 0),
+                          ("best_with_gate", search.gates > 0)):
+            if not rows.any():
+                continue
+            dice = np.where(rows[:, None, None], search.dice(), -1.0)
+            g, t, a = np.unravel_index(int(np.argmax(dice)), dice.shape)
+            setting = {"gate": float(search.gates[g]), "threshold": float(search.thresholds[t]),
+                       "min_area": float(search.min_areas[a])}
+            out[key] = dict(setting, **search.score(setting["threshold"], setting["min_area"],
+                                                    gate=setting["gate"]))
     return out
 
 
-def write_submission(path, served, test, threshold, min_area, batch_size):
-    """``submission.csv`` (SIIM RLE) at each test image's original size, streamed.
+def results(searches, baseline, submit, count):
+    """The run's validation results (``results.json``'s scores) for the ``submit`` model."""
+    scores = {name: summary(search) for name, search in searches.items()}
+    chosen = scores[submit]
+    print(f"[validation] {count} images at original size, h-flip TTA; all-empty baseline: "
+          f"Dice {baseline['dice']:.4f}, IoU {baseline['iou']:.4f}")
+    for name, score in scores.items():
+        print(f"[validation] {name}: Dice {score['dice']:.4f}, IoU {score['iou']:.4f} at "
+              f"threshold {score['threshold']}, min area {score['min_area']:g} px at 1024")
+    if "gate" in chosen:
+        for key in ("segmentation_only", "best_with_gate"):
+            score = chosen.get(key, {})
+            print(f"[validation] {submit} {key}: Dice {score.get('dice', float('nan')):.4f}, "
+                  f"IoU {score.get('iou', float('nan')):.4f} (gate {score.get('gate')})")
+    return {"models": scores, "baseline": baseline, "submitted": submit,
+            **({"gate": chosen["gate"]} if "gate" in chosen else {}),
+            "threshold": chosen["threshold"], "min_area": chosen["min_area"],
+            "min_area_reference_size": 1024, "dice": chosen["dice"], "iou": chosen["iou"],
+            "validation_images": count}
 
-    ``served`` is the submitted model (one kept model or the ensemble as one graph).
-    """
-    import keras_seg_extras as kse
 
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["ImageId", "EncodedPixels"])
-        for record, outputs in predictions({"submitted": served}, test, batch_size):
-            mask = kse.inference.postprocess_at_size(outputs["submitted"], record["shape"],
-                                                     threshold, min_area)
-            writer.writerow([record["id"], kse.data.rle.encode_siim(mask)])
+def write_submission(path, served, test, threshold, min_area, batch_size, head=None,
+                     gate=0.0):
+    """``submission.csv`` (SIIM RLE) at each test image's original size, streamed."""
+    models = {"mask": served, **({"head": head} if head is not None else {})}
+
+    def masks():
+        for record, out in zip(test, kse.inference.predict_stream(models, _images(test),
+                                                                  batch_size)):
+            mask = kse.inference.postprocess_at_size(out["mask"], record["shape"], threshold,
+                                                     min_area)
+            if head is not None:
+                mask = kse.inference.apply_image_gate(mask, float(out["head"]), gate)
+            yield record["id"], mask
+
+    kse.data.write_siim_submission(path, masks())
     return path
 
 
@@ -132,17 +128,16 @@ def save_preview(path, val, previews, name, threshold, min_area):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import keras_seg_extras as kse
-
     shown = [r for r in val if r["id"] in previews]
     if not shown:
         return None
     figure, axes = plt.subplots(len(shown), 3, figsize=(7.5, 2.5 * len(shown)), squeeze=False)
     for row, record in enumerate(shown):
-        truth = read_png(record["mask"])
+        truth = kse.data.read_grayscale_png(record["mask"])
         predicted = kse.inference.postprocess_at_size(previews[record["id"]][name], truth.shape,
                                                       threshold, min_area)
-        for col, picture in enumerate((read_png(record["image"]), truth, predicted)):
+        image = kse.data.read_grayscale_png(record["image"])
+        for col, picture in enumerate((image, truth, predicted)):
             axes[row, col].imshow(picture, cmap="gray")
             axes[row, col].set_title(PREVIEW_COLUMNS[col] if row == 0 else "")
             axes[row, col].axis("off")
@@ -154,7 +149,7 @@ def save_preview(path, val, previews, name, threshold, min_area):
 
 def largest_masks(val, count):
     """Ids of the ``count`` validation images with the most mask pixels (previewed)."""
-    areas = [(int((read_png(r["mask"]) > 127).sum()), r["id"]) for r in val]
+    areas = [(int(_truth(r).sum()), r["id"]) for r in val]
     return {image_id for _, image_id in sorted(areas, reverse=True)[:count]}
 
 

@@ -5,23 +5,16 @@ helpers); the name stays importable here because SWA uses it and earlier code im
 from ``kse.callbacks``.
 """
 
-from keras_seg_extras.callbacks.swa import (
-    StochasticWeightAveraging,
-    recompute_batchnorm_statistics,
-)
-from keras_seg_extras.callbacks.snapshot import (
-    SnapshotEnsemble,
-    load_snapshot_ensemble,
-)
-from keras_seg_extras.callbacks.ranking import ValidationRankingScores, ranking_scores  # noqa: F401
-from keras_seg_extras.callbacks.tce_sampler import StochasticTCESampler  # noqa: F401
+from keras_seg_extras.callbacks.best_weights import (WeightsCheckpoint, load_weights_npz,
+                                                   save_weights_npz)
+from keras_seg_extras.callbacks.ranking import ValidationRankingScores, ranking_scores
+from keras_seg_extras.callbacks.snapshot import SnapshotEnsemble, load_snapshot_ensemble
+from keras_seg_extras.callbacks.swa import StochasticWeightAveraging, recompute_batchnorm_statistics
+from keras_seg_extras.callbacks.tce_sampler import StochasticTCESampler
 
 __all__ = [
-    "SnapshotEnsemble",
-    "StochasticTCESampler",
-    "StochasticWeightAveraging",
-    "ValidationRankingScores",
-    "load_snapshot_ensemble",
-    "ranking_scores",
-    "recompute_batchnorm_statistics",
+    "load_snapshot_ensemble", "load_weights_npz", "ranking_scores",
+    "recompute_batchnorm_statistics", "save_weights_npz", "SnapshotEnsemble",
+    "StochasticTCESampler", "StochasticWeightAveraging", "ValidationRankingScores",
+    "WeightsCheckpoint",
 ]

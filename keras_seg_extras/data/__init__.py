@@ -28,21 +28,25 @@ from keras_seg_extras.data.image_formats import (BadFile, FileRole, inspect_imag
 from keras_seg_extras.data.pipeline import read_images, segmentation_dataset
 from keras_seg_extras.data.rle import (decode_kaggle, decode_rows, decode_siim, encode_kaggle,
                                        encode_siim)
+from keras_seg_extras.data.siim import (SiimData, build_siim_demo_dataset, prepare_siim,
+                                       read_grayscale_png, read_siim_rle_csv, siim_paths,
+                                       write_siim_masks, write_siim_submission)
 from keras_seg_extras.data.soft_labels import (class_presence_counts, constant_prior_scores,
                                                none_class_weights, region_soft_labels,
                                                soft_labels_from_csv, soft_labels_from_votes)
 from keras_seg_extras.data.split import stratified_kfold, stratified_split
 
 __all__ = [
-    "Augmenter", "BadFile", "check_files", "cityscapes_files", "class_pixel_counts",
-    "class_presence_counts", "class_sampled_dataset", "constant_prior_scores",
-    "ConversionOptions", "ConversionSummary", "convert_dicom_folder", "CSV_COLUMNS",
-    "decode_kaggle", "decode_rows", "decode_siim", "dicom_to_uint8", "dihedral_copies",
-    "element_seed", "encode_kaggle", "encode_siim", "FileCheckReport", "FileRole",
-    "find_dicom_files", "HEADER_FIELDS", "header_fields", "index_class_presence",
+    "Augmenter", "BadFile", "build_siim_demo_dataset", "check_files", "cityscapes_files",
+    "class_pixel_counts", "class_presence_counts", "class_sampled_dataset",
+    "constant_prior_scores", "ConversionOptions", "ConversionSummary", "convert_dicom_folder",
+    "CSV_COLUMNS", "decode_kaggle", "decode_rows", "decode_siim", "dicom_to_uint8",
+    "dihedral_copies", "element_seed", "encode_kaggle", "encode_siim", "FileCheckReport",
+    "FileRole", "find_dicom_files", "HEADER_FIELDS", "header_fields", "index_class_presence",
     "indexed_dataset", "indexed_loader", "inspect_image_bytes", "inspect_image_file",
-    "majority_class_confusion", "none_class_weights", "read_dicom", "read_images",
-    "region_soft_labels", "resize_and_flip", "segmentation_dataset", "siim_preset",
+    "majority_class_confusion", "none_class_weights", "prepare_siim", "read_dicom",
+    "read_grayscale_png", "read_images", "read_siim_rle_csv", "region_soft_labels",
+    "resize_and_flip", "segmentation_dataset", "siim_paths", "siim_preset", "SiimData",
     "soft_labels_from_csv", "soft_labels_from_votes", "stratified_kfold", "stratified_split",
-    "write_dicom", "write_png",
+    "write_dicom", "write_png", "write_siim_masks", "write_siim_submission",
 ]

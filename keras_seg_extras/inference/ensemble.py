@@ -1,4 +1,7 @@
-"""Weighted ensembles of segmentation models as one Keras model (paper 003, 3.4.2, Fig. 8).
+"""Weighted ensembles of segmentation models as one Keras model.
+
+"SIIM-ACR Pneumothorax Segmentation", work report of SIIM's Kaggle competition (2019),
+section 3.4.2 and Fig. 8.
 
 The report averages a 512x512 model and a 768x768 model: each member sees the image at its own
 resolution and its prediction is resized back to the input size before averaging:
@@ -15,7 +18,7 @@ import keras
 from keras import layers, ops
 
 from keras_seg_extras._common import check_vector, fail, register
-from keras_seg_extras.inference.tta import image_size, resize_images, scaled_size
+from keras_seg_extras.inference._resize import image_size, resize_images, scaled_size
 
 _OWNER = "WeightedEnsemble"
 
@@ -44,6 +47,10 @@ def _check_resolution(resolution):
 class WeightedEnsemble(layers.Layer):
     """Weighted average of several single-output segmentation models, each at its resolution.
 
+    ``p(x) = sum_m w_m R_{s_m -> x}(f_m(R_{x -> s_m}(x))) / sum_m w_m`` with R bilinear
+    resizing: the report's average of a 512 px and a 768 px model ("SIIM-ACR Pneumothorax
+    Segmentation", work report of SIIM's Kaggle competition, 2019, section 3.4.2).
+
     Args:
         models: the member models (same number of output channels).
         weights: one non-negative weight per model (normalised to sum 1); default equal.
@@ -55,8 +62,16 @@ class WeightedEnsemble(layers.Layer):
     outputs), as the report does.
 
     Example:
-        >>> ensemble = WeightedEnsemble([model_512, model_768], resolutions=[None, (768, 768)])
-        >>> probabilities = ensemble(images_512)
+        >>> import numpy as np
+        >>> def constant(value):
+        ...     inputs = keras.Input((None, None, 3))
+        ...     outputs = keras.layers.Lambda(lambda x: x[..., :1] * 0 + value)(inputs)
+        ...     return keras.Model(inputs, outputs)
+        >>> layer = WeightedEnsemble([constant(0.2), constant(0.8)], weights=[3, 1],
+        ...                          resolutions=[None, (32, 32)])
+        >>> out = keras.ops.convert_to_numpy(layer(np.zeros((1, 48, 48, 3), "float32")))
+        >>> out.shape, round(float(out.mean()), 4)   # (3 * 0.2 + 0.8) / 4
+        ((1, 48, 48, 1), 0.35)
     """
 
     def __init__(self, models, weights=None, resolutions=None, **kwargs):
@@ -156,8 +171,14 @@ def ensemble(models, weights=None, resolutions=None, input_shape=(None, None, 3)
         A ``keras.Model`` (B, H, W, C) -> (B, H, W, K) float32 that saves and exports as one.
 
     Example:
-        >>> model = ensemble([model_512, model_768], resolutions=[None, (768, 768)],
-        ...                  input_shape=(512, 512, 3))
+        >>> import numpy as np
+        >>> def net(name):
+        ...     return keras.Sequential([keras.Input((None, None, 3)),
+        ...                              keras.layers.Conv2D(1, 1, activation="sigmoid")],
+        ...                             name=name)
+        >>> model = ensemble([net("a"), net("b")], resolutions=[(32, 32), (64, 64)])
+        >>> model.predict(np.zeros((1, 40, 56, 3)), verbose=0).shape
+        (1, 40, 56, 1)
     """
     inputs = keras.Input(tuple(input_shape), name="image")
     outputs = WeightedEnsemble(models, weights, resolutions, name="weighted_ensemble")(inputs)

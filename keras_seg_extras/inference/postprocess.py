@@ -1,11 +1,12 @@
 """Post-processing of predicted probability maps (NumPy + OpenCV): threshold, small-component
 removal and the competitions' empty-image rule.
 
-Paper 003, section 3.4.1 ("I also remove small predictions using the connected component
-function of opencv") and its summary ("Zero out small predictions", "Threshold 0.5 for sigmoid
-output"). The empty-image rule is the one the SIIM (and Severstal, Understanding Clouds)
-winners used: an image is predicted empty when fewer than ``min_pixels`` of its pixels exceed
-the threshold, because a false positive on an empty image costs a whole image's score.
+"SIIM-ACR Pneumothorax Segmentation", work report of SIIM's Kaggle competition (2019), section
+3.4.1 ("I also remove small predictions using the connected component function of opencv") and
+its summary ("Zero out small predictions", "Threshold 0.5 for sigmoid output"). The empty-image
+rule is the one the SIIM (and Severstal, Understanding Clouds) winners used: an image is
+predicted empty when fewer than ``min_pixels`` of its pixels exceed the threshold, because a
+false positive on an empty image costs a whole image's score.
 
 Order of :func:`postprocess`, per image and per channel:
 
@@ -16,6 +17,9 @@ Order of :func:`postprocess`, per image and per channel:
    the report author's code (``if component.sum() > min_size``), so ``min_area=2000`` removes a
    component of exactly 2000 pixels. ``min_area`` may be fractional (an area scaled from a
    reference size, see :mod:`keras_seg_extras.inference.postprocess_search`).
+
+:func:`apply_image_gate` is the other empty-image rule: an image-level classifier's probability
+below a gate empties the image's mask.
 
 Shapes: (H, W), (H, W, C) or (B, H, W, C). A batch of single-channel maps must therefore carry
 its channel axis: (B, H, W, 1). Channels are processed independently (sigmoid / multi-label
@@ -48,14 +52,35 @@ def _as_maps(owner, array, argument):
          "must have shape (H, W), (H, W, C) or (B, H, W, C)")
 
 
-def _label_components(binary, connectivity=8):
-    """Connected components of one binary (H, W) uint8 map: ``(labels, areas)``.
+def label_components(binary, connectivity=8):
+    """Connected components of one binary (H, W) map: ``(labels, areas)``.
 
-    ``labels`` is the int32 (H, W) map (0 = background, 1..n the components, OpenCV's
-    ``connectedComponentsWithStats``); ``areas[k - 1]`` is the pixel count of component k.
+    Args:
+        binary: (H, W) array; nonzero pixels are foreground.
+        connectivity: 8 (diagonal neighbours connect) or 4.
+
+    Returns:
+        ``labels``, the int32 (H, W) map (0 = background, 1..n the components, OpenCV's
+        ``connectedComponentsWithStats``), and ``areas``, whose entry ``k - 1`` is the
+        pixel count of component k.
+
+    Example:
+        >>> labels, areas = label_components(np.array([[1, 1, 0], [0, 0, 0], [0, 1, 1]]))
+        >>> labels
+        array([[1, 1, 0],
+               [0, 0, 0],
+               [0, 2, 2]], dtype=int32)
+        >>> areas.tolist()
+        [2, 2]
     """
     import cv2
 
+    owner = "label_components"
+    check_choice(owner, "connectivity", connectivity, (4, 8))
+    binary = np.asarray(binary)
+    if binary.ndim != 2:
+        fail(owner, "binary", f"array of shape {binary.shape}", "must be one (H, W) map")
+    binary = (binary != 0).astype(np.uint8)
     _, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=connectivity)
     return labels, stats[1:, cv2.CC_STAT_AREA]
 
@@ -77,7 +102,11 @@ def remove_small_components(mask, min_area, connectivity=8):
         A uint8 {0, 1} array of the same shape.
 
     Example:
-        >>> clean = remove_small_components(mask, min_area=2000)
+        >>> mask = np.array([[1, 1, 0, 0], [1, 1, 0, 1], [0, 0, 0, 0]])
+        >>> remove_small_components(mask, min_area=1)
+        array([[1, 1, 0, 0],
+               [1, 1, 0, 0],
+               [0, 0, 0, 0]], dtype=uint8)
     """
     owner = "remove_small_components"
     min_area = check_number(owner, "min_area", min_area, minimum=0)
@@ -87,7 +116,7 @@ def remove_small_components(mask, min_area, connectivity=8):
     if min_area < 1:
         return restore(binary)
     for index in range(binary.shape[0]):
-        labels, areas = _label_components(binary[index], connectivity)
+        labels, areas = label_components(binary[index], connectivity)
         keep = np.concatenate([[False], areas > min_area])  # label 0 is the background
         binary[index] = keep[labels].astype(np.uint8)
     return restore(binary)
@@ -103,6 +132,12 @@ def apply_empty_rule(mask, min_pixels):
 
     Returns:
         A uint8 {0, 1} array of the same shape.
+
+    Example:
+        >>> masks = np.zeros((2, 3, 3, 1))
+        >>> masks[0, :2, :2], masks[1, 0, 0] = 1, 1
+        >>> apply_empty_rule(masks, min_pixels=2)[..., 0].sum(axis=(1, 2)).tolist()
+        [4, 0]
     """
     owner = "apply_empty_rule"
     min_pixels = check_number(owner, "min_pixels", min_pixels, minimum=0, integer=True)
@@ -111,6 +146,53 @@ def apply_empty_rule(mask, min_pixels):
     counts = binary.reshape(binary.shape[0], -1).sum(axis=1)
     binary[counts < min_pixels] = 0
     return restore(binary)
+
+
+def apply_image_gate(mask, image_probability, gate):
+    """Empty the masks of the images whose classifier probability is below ``gate``.
+
+    The image-level "has a mask" head many SIIM-ACR solutions paired with the segmentation
+    network decides the empty-image rule: an image is predicted empty when
+
+        p_image < gate,
+
+    whatever its segmentation says, and left as it is otherwise (``gate = 0`` keeps every
+    mask). The gate is chosen on validation with the other post-processing settings
+    (:class:`~keras_seg_extras.inference.PostprocessingSearch` with ``gates=``).
+
+    Args:
+        mask: binary mask of one image, (H, W) or (H, W, C), with a scalar
+            ``image_probability``; or a batch (B, H, W, C) with one probability per image
+            (B,) or per image and channel (B, C).
+        image_probability: the head's probability (after its sigmoid), in [0, 1].
+        gate: a number in [0, 1].
+
+    Returns:
+        A uint8 {0, 1} array of the mask's shape.
+
+    Example:
+        >>> masks = np.ones((2, 2, 2, 1))
+        >>> apply_image_gate(masks, [0.2, 0.9], gate=0.5)[..., 0].sum(axis=(1, 2)).tolist()
+        [0, 4]
+    """
+    owner = "apply_image_gate"
+    gate = check_number(owner, "gate", gate, minimum=0.0, maximum=1.0)
+    mask = np.asarray(mask)
+    _as_maps(owner, mask, "mask")  # shape check
+    probability = np.asarray(image_probability, dtype=np.float64)
+    if mask.ndim == 4:
+        batch, channels = mask.shape[0], mask.shape[-1]
+        if probability.shape not in ((batch,), (batch, channels)):
+            fail(owner, "image_probability", f"array of shape {probability.shape}",
+                 f"must hold one probability per image ({batch},) or per image and channel "
+                 f"({batch}, {channels}) for a mask of shape {mask.shape}")
+        probability = probability.reshape(batch, 1, 1, -1)
+    elif probability.ndim:
+        fail(owner, "image_probability", f"array of shape {probability.shape}",
+             f"must be one number for the single image of shape {mask.shape}")
+    if np.any(~np.isfinite(probability) | (probability < 0) | (probability > 1)):
+        fail(owner, "image_probability", probability.ravel().tolist(), "must be in [0, 1]")
+    return ((mask != 0) & (probability >= gate)).astype(np.uint8)
 
 
 def postprocess(probabilities, threshold=0.5, min_area=0, min_pixels=0, connectivity=8):
@@ -130,8 +212,13 @@ def postprocess(probabilities, threshold=0.5, min_area=0, min_pixels=0, connecti
         A uint8 {0, 1} mask of the same shape.
 
     Example:
-        >>> mask = postprocess(model.predict(images), threshold=0.5, min_area=2000,
-        ...                    min_pixels=4096)
+        >>> probabilities = np.array([[0.9, 0.8, 0.1, 0.6],
+        ...                           [0.7, 0.9, 0.2, 0.1]])
+        >>> postprocess(probabilities, threshold=0.5, min_area=1)
+        array([[1, 1, 0, 0],
+               [1, 1, 0, 0]], dtype=uint8)
+        >>> int(postprocess(probabilities, threshold=0.5, min_pixels=6).sum())
+        0
     """
     owner = "postprocess"
     probabilities = np.asarray(probabilities)

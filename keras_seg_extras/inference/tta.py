@@ -1,8 +1,9 @@
 """Test-time augmentation (TTA) as a Keras layer that is saved and exported with the model.
 
-Paper 003, section 3.4.1 and Fig. 7: predict on the image and on its horizontal flip, flip the
-second prediction back and average the probabilities. Generalised here to the dihedral group
-D4 (flips, rotations by 90 degrees, transposes) and to several scales:
+"SIIM-ACR Pneumothorax Segmentation", work report of SIIM's Kaggle competition (2019), section
+3.4.1 and Fig. 7: predict on the image and on its horizontal flip, flip the second prediction
+back and average the probabilities. Generalised here to the dihedral group D4 (flips, rotations
+by 90 degrees, transposes) and to several scales:
 
     p(x) = 1 / (|T| |S|) * sum_{s in S} sum_{t in T} R_{s -> 1}( t^{-1}( f( t( R_{1 -> s}(x) ) ) ) )
 
@@ -10,12 +11,11 @@ with f the wrapped model, t a transform of T and t^{-1} its inverse, R the bilin
 to scale s (rounded half up to a multiple of 32) and back to the input size.
 """
 
-import math
-
 import keras
 from keras import layers, ops
 
 from keras_seg_extras._common import check_vector, fail, register
+from keras_seg_extras.inference._resize import image_size, resize_images, scaled_size
 
 _OWNER = "TestTimeAugmentation"
 
@@ -35,7 +35,7 @@ _TRANSFORMS = {
 }
 
 #: Named sets of transforms: the report's horizontal flip, the four flips, the whole group D4.
-PRESETS = {
+_PRESETS = {
     "none": ("identity",),
     "hflip": ("identity", "hflip"),
     "flips": ("identity", "hflip", "vflip", "rot180"),
@@ -44,51 +44,13 @@ PRESETS = {
 }
 
 
-def resize_images(x, size, interpolation="bilinear"):
-    """Resize a (B, H, W, C) batch to ``size`` = (height, width), static or dynamic.
-
-    ``keras.ops.image.resize`` needs Python integers; inside a TensorFlow graph with unknown
-    image size (an exported serving signature) the size is a tensor, so the TensorFlow backend
-    uses ``tf.image.resize`` (the same bilinear, half-pixel-centre kernel keras uses there).
-    """
-    height, width = size
-    if isinstance(height, int) and isinstance(width, int):
-        return ops.image.resize(x, (height, width), interpolation=interpolation)
-    if keras.backend.backend() != "tensorflow":
-        raise ValueError("resize_images: dynamic sizes need the TensorFlow backend; received "
-                         f"size {size!r}.")
-    import tensorflow as tf
-
-    return tf.cast(tf.image.resize(x, tf.stack([height, width]), method=interpolation), x.dtype)
-
-
-def image_size(x):
-    """(height, width) of a (B, H, W, C) batch: Python ints where static, else scalar tensors."""
-    height, width = x.shape[1], x.shape[2]
-    if height is None or width is None:
-        dynamic = ops.shape(x)
-        height = dynamic[1] if height is None else height
-        width = dynamic[2] if width is None else width
-    return height, width
-
-
-def scaled_size(size, scale, multiple=32):
-    """``floor(size * scale / multiple + 1/2) * multiple`` (halves round up), at least
-    ``multiple``; static (Python int) or dynamic (tensor) sizes."""
-    if isinstance(size, int):
-        return max(multiple, math.floor(size * scale / multiple + 0.5) * multiple)
-    scaled = ops.cast(ops.floor(ops.cast(size, "float32") * scale / multiple + 0.5),
-                      "int32") * multiple
-    return ops.maximum(scaled, multiple)
-
-
 def _check_transforms(transforms):
     if isinstance(transforms, str):
-        if transforms not in PRESETS:
+        if transforms not in _PRESETS:
             fail(_OWNER, "transforms", transforms,
-                 f"must be a preset ({', '.join(map(repr, PRESETS))}) or a tuple of names from "
+                 f"must be a preset ({', '.join(map(repr, _PRESETS))}) or a tuple of names from "
                  f"{', '.join(map(repr, _TRANSFORMS))}")
-        return PRESETS[transforms]
+        return _PRESETS[transforms]
     try:
         names = tuple(transforms)
     except TypeError:
@@ -108,7 +70,14 @@ def _maps_and_image_level(model):
 
 @register
 class TestTimeAugmentation(layers.Layer):
-    """Average a segmentation model's outputs over flips/rotations and scales (paper 003, 3.4.1).
+    """Average a segmentation model's outputs over flips/rotations and scales.
+
+    The report's test-time augmentation ("SIIM-ACR Pneumothorax Segmentation", work report of
+    SIIM's Kaggle competition, 2019, section 3.4.1 and Fig. 7) averages the prediction on the
+    image and the flipped-back prediction on its horizontal flip; generalised here (see the
+    module docstring) to
+
+        p(x) = 1 / (|T| |S|) sum_s sum_t R_s^-1( t^-1( f( t( R_s(x) ) ) ) ).
 
     The layer wraps a model (any Keras model or layer mapping (B, H, W, C) to (B, H, W, K));
     it is serialised with it, so a model built with :func:`with_tta` saves to ``.keras`` and
@@ -132,8 +101,13 @@ class TestTimeAugmentation(layers.Layer):
             prediction resized back. Default (1.0,).
 
     Example:
-        >>> tta = TestTimeAugmentation(model, transforms="hflip")
-        >>> probabilities = tta(images)  # mean of model(x) and flip(model(flip(x)))
+        >>> import numpy as np
+        >>> left_edge = keras.Sequential([keras.Input((None, None, 1)),
+        ...                               keras.layers.Lambda(lambda x: x[:, :, :1] + 0 * x)])
+        >>> image = np.arange(4, dtype="float32").reshape(1, 1, 4, 1)
+        >>> tta = TestTimeAugmentation(left_edge, transforms="hflip")
+        >>> keras.ops.convert_to_numpy(tta(image))[0, :, :, 0]  # mean of 0 and 3
+        array([[1.5, 1.5, 1.5, 1.5]], dtype=float32)
     """
 
     __test__ = False  # not a pytest test class despite its name
@@ -230,8 +204,13 @@ def with_tta(model, transforms="hflip", scales=(1.0,), name=None):
         A ``keras.Model`` with the same input and output shapes as ``model``, float32 output.
 
     Example:
-        >>> tta_model = with_tta(model, "hflip")
-        >>> tta_model.save("model_tta.keras")  # loads with plain keras.saving.load_model
+        >>> import numpy as np
+        >>> model = keras.Sequential([keras.Input((None, None, 3)),
+        ...                           keras.layers.Conv2D(1, 3, padding="same",
+        ...                                               activation="sigmoid")], name="net")
+        >>> tta_model = with_tta(model, "flips")
+        >>> tta_model.name, tta_model.predict(np.zeros((1, 32, 32, 3)), verbose=0).shape
+        ('net_tta', (1, 32, 32, 1))
     """
     if not isinstance(model, keras.Model):
         fail("with_tta", "model", model, "must be a keras.Model")

@@ -44,9 +44,6 @@ checkpoints: resume from checkpoints taken at accumulation boundaries (make
 import keras
 
 from keras_seg_extras._common import check_number, fail, register
-# The SIIM recipe imports this private name until the siim branch switches to the public
-# kse.training.batchnorm_layers at the merge; remove the alias then.
-from keras_seg_extras.training.batchnorm import batchnorm_layers as _batchnorm_layers  # noqa: F401
 
 _OWNER = "accumulating_optimizer"
 

@@ -4,7 +4,13 @@ against a flood-fill reference written here."""
 import numpy as np
 import pytest
 
-from keras_seg_extras.inference import apply_empty_rule, postprocess, remove_small_components
+from keras_seg_extras.inference import (
+    apply_empty_rule,
+    apply_image_gate,
+    label_components,
+    postprocess,
+    remove_small_components,
+)
 
 
 def _components(mask, connectivity):
@@ -124,5 +130,50 @@ def test_helpers_keep_shape():
     (lambda: postprocess(np.array([["a"]])), r"`probabilities` must be numeric"),
 ])
 def test_bad_arguments(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_label_components_matches_the_flood_fill(rng, connectivity):
+    mask = rng.uniform(size=(20, 17)) > 0.55
+    labels, areas = label_components(mask, connectivity)
+    reference, count = _components(mask, connectivity)
+    assert areas.size == count
+    # Same partition of the pixels (label numbers may differ): a bijection between labels.
+    pairs = set(zip(labels[mask].tolist(), reference[mask].tolist()))
+    assert len(pairs) == count and (labels[~mask] == 0).all()
+    for ours, theirs in pairs:
+        assert areas[ours - 1] == (reference == theirs).sum()
+    empty_labels, empty_areas = label_components(np.zeros((3, 4)), connectivity)
+    assert empty_areas.size == 0 and not empty_labels.any()
+
+
+def test_image_gate_empties_below_the_gate_only():
+    masks = np.zeros((3, 4, 4, 2), np.uint8)
+    masks[:, 1:3, 1:3] = 1
+    per_image = apply_image_gate(masks, np.array([0.3, 0.5, 0.0]), gate=0.5)
+    assert per_image.dtype == np.uint8 and per_image.shape == masks.shape
+    assert per_image.reshape(3, -1).sum(axis=1).tolist() == [0, 8, 0]     # 0.5 >= 0.5 kept
+    per_channel = apply_image_gate(masks, np.array([[0.9, 0.1], [0.1, 0.9], [1.0, 1.0]]), 0.5)
+    assert per_channel.sum(axis=(1, 2)).tolist() == [[4, 0], [0, 4], [4, 4]]
+    # Gate 0 keeps every mask, even at a probability of exactly 0; gate 1 keeps p == 1 only.
+    np.testing.assert_array_equal(apply_image_gate(masks, np.zeros(3), 0.0), masks)
+    assert apply_image_gate(masks[0, ..., 0], 1.0, 1.0).sum() == 4
+    assert apply_image_gate(masks[0, ..., 0], np.float32(0.999), 1.0).sum() == 0
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: apply_image_gate(np.ones((2, 4, 4, 1)), [0.5], 0.5),
+     r"apply_image_gate: `image_probability` must hold one probability per image \(2,\)"),
+    (lambda: apply_image_gate(np.ones((4, 4)), [0.5, 0.2], 0.5),
+     r"`image_probability` must be one number for the single image"),
+    (lambda: apply_image_gate(np.ones((4, 4)), 1.5, 0.5), r"`image_probability` must be in"),
+    (lambda: apply_image_gate(np.ones((4, 4)), np.nan, 0.5), r"`image_probability` must be in"),
+    (lambda: apply_image_gate(np.ones((4, 4)), 0.5, -0.1), r"`gate` must be >= 0"),
+    (lambda: label_components(np.ones((2, 4, 4))), r"label_components: `binary` must be one"),
+    (lambda: label_components(np.ones((4, 4)), 6), r"`connectivity` must be one of 4, 8"),
+])
+def test_bad_gate_and_label_arguments(call, match):
     with pytest.raises(ValueError, match=match):
         call()

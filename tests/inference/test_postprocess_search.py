@@ -164,3 +164,52 @@ def test_score_off_the_grid_is_refused():
     search.update(np.zeros((4, 4)), np.zeros((4, 4)))
     with pytest.raises(ValueError, match=r"`setting` must be on the grid; received \(0.4, 0\)"):
         search.score(0.4, 0)
+
+
+def test_gates_match_the_reference_with_the_empty_rule_applied_before_scoring(rng):
+    """With gates, an image whose classifier probability is below the gate scores as if
+    nothing were predicted; gate 0 is the plain search (p exactly 0 is kept: p >= 0)."""
+    thresholds, min_areas, gates = (0.3, 0.6), (0, 500), (0.0, 0.5, 0.9, 1.0)
+    pairs, heads = [], [0.0, 0.95, 0.5, 0.2, 1.0]
+    for k, original in enumerate([(24, 24), (30, 20), (16, 16), (40, 40), (24, 24)]):
+        probabilities = _blobs(rng, (16, 16), 3, 2)
+        truth = (_blobs(rng, original, 2, original[0] / 8) > 0.5).astype(np.uint8)
+        if k in (0, 3):
+            truth[:] = 0                                         # healthy images
+        pairs.append((probabilities, truth))
+    gated = PostprocessingSearch(thresholds, min_areas, reference_size=64, gates=gates)
+    plain = PostprocessingSearch(thresholds, min_areas, reference_size=64)
+    for (probabilities, truth), head in zip(pairs, heads):
+        gated.update(probabilities, truth, image_probability=head)
+        plain.update(probabilities, truth)
+    assert gated.dice().shape == (4, 2, 2)
+    for g, gate in enumerate(gates):
+        # Reference: the pairs of the images the gate empties get an all-zero probability map.
+        emptied = [(p if head >= gate else np.zeros_like(p), t)
+                   for (p, t), head in zip(pairs, heads)]
+        dice, iou = _reference_scores(emptied, thresholds, min_areas, 64, 8)
+        np.testing.assert_allclose(gated.dice()[g], dice, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(gated.iou()[g], iou, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(gated.dice()[0], plain.dice())
+    best = gated.best()
+    g, i, j = np.unravel_index(np.argmax(gated.dice()), gated.dice().shape)
+    assert best == {"gate": gates[g], "threshold": thresholds[i], "min_area": min_areas[j],
+                    "dice": gated.dice()[g, i, j], "iou": gated.iou()[g, i, j]}
+    assert gated.score(0.3, 500, gate=0.5)["dice"] == gated.dice()[1, 0, 1]
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: PostprocessingSearch((0.5,), (0,), gates=(1.2,)), r"`gates` must be None or"),
+    (lambda: PostprocessingSearch((0.5,), (0,), gates=()), r"`gates` must be None or non-empty"),
+    (lambda: PostprocessingSearch((0.5,), (0,), gates=(0.5,)).update(
+        np.zeros((4, 4)), np.zeros((4, 4))),
+     r"`image_probability` must be given exactly when the search has gates \(gates=\[0.5\]\)"),
+    (lambda: PostprocessingSearch((0.5,), (0,)).update(np.zeros((4, 4)), np.zeros((4, 4)), 0.3),
+     r"`image_probability` must be given exactly when the search has gates \(gates=None\)"),
+    (lambda: PostprocessingSearch((0.5,), (0,), gates=(0.5,)).update(
+        np.zeros((4, 4)), np.zeros((4, 4)), image_probability=1.5),
+     r"`image_probability` must be <= 1"),
+])
+def test_bad_gate_arguments(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

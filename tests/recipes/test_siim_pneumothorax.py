@@ -148,3 +148,13 @@ def test_demo_learns_and_its_outputs_decode_and_serve(tmp_path):
     probabilities, mask = outputs["probabilities"].numpy(), outputs["mask"].numpy()
     assert probabilities.shape == (1, 70, 90, 1) and mask.shape == (1, 70, 90, 1)
     assert set(np.unique(mask)) <= {0, 1}
+
+
+def test_classification_head_flag_resolves_with_its_gate_grid(tmp_path, capsys):
+    _recipe().main(["--demo", "--output-dir", str(tmp_path / "run"), "--dry-run",
+                    "--classification-head", "--gates", "0,0.25,0.5"])
+    config = json.loads(capsys.readouterr().out)
+    assert config["classification_head"] is True and config["gates"] == [0.0, 0.25, 0.5]
+    _recipe().main(["--demo", "--output-dir", str(tmp_path / "run"), "--dry-run"])
+    config = json.loads(capsys.readouterr().out)
+    assert config["classification_head"] is False and config["gates"][0] == 0.0

@@ -19,7 +19,7 @@ out, name = sys.argv[1], sys.argv[2]
 args = recipe.parse_args(["--demo", "--output-dir", out, "--workers", "1"])
 import keras_seg_extras as kse  # noqa: E402
 
-_, train, val = recipe.prepare(args)
+_, train, val = recipe.training.prepare(args.data_dir, args.output_dir, args.workers)
 model = recipe.load_kept_models(args, kse.training.strategy())[name]
 size = int(name)
 

@@ -1,6 +1,6 @@
 """Peak memory of the SIIM recipe's evaluation and submission steps on 1024 px DICOMs.
 
-Builds the demo dataset at SIIM's size (1024 px DICOMs, ``recipes/siim_demo_data.py``),
+Builds the demo dataset at SIIM's size (1024 px DICOMs, ``kse.data.build_siim_demo_dataset``),
 converts it with the recipe's own steps, and runs the recipe's streamed evaluation (two
 kept models and their ensemble over the post-processing grid at original size) and its
 submission with two untrained demo-sized models (EfficientNet-B0, decoder (64, 48, 32, 16, 8)),
@@ -32,7 +32,8 @@ def main():
 
     import siim_evaluation as evaluation
     import siim_pneumothorax as recipe
-    from siim_demo_data import build_demo_dataset
+
+    import keras_seg_extras as kse
 
     stages = [{"size": s, "epochs": 1, "batch_size": 2, "loss": "dice", "learning_rate": 1e-3,
                "keep": True} for s in sizes]
@@ -40,21 +41,21 @@ def main():
 
     args = recipe.parse_args(["--demo", "--demo-image-size", "1024", "--output-dir", workdir,
                               "--workers", "1", "--stages", json.dumps(stages)])
-    build_demo_dataset(args.data_dir, size=1024)
-    headers, train, val = recipe.prepare(args)
-    test = [recipe.record(uid, row) for uid, row in headers.items() if row["part"] == "test"]
+    kse.data.build_siim_demo_dataset(args.data_dir, size=1024)
+    test, train, val = recipe.training.prepare(args.data_dir, args.output_dir, args.workers)
     models = {str(s): recipe.build_model(args) for s in sizes}
-    served = recipe.served_models(args, models)
+    served, _ = recipe.served_models(args, models)
     rows = [("models built", None, evaluation.peak_memory_mib())]
     for label, part in (("evaluation, 8 validation images", val[:8]),
                         ("evaluation, 56 images (validation + train)", val + train)):
         started = time.time()
-        searches, _, _ = evaluation.evaluate(served, part, args)
+        searches, _, _ = evaluation.evaluate(served, part, args.thresholds, args.min_areas,
+                                             args.predict_batch_size)
         assert all(search.count == len(part) for search in searches.values())
         rows.append((label, time.time() - started, evaluation.peak_memory_mib()))
     started = time.time()
     evaluation.write_submission(os.path.join(workdir, "submission.csv"),
-                                recipe.submitted_model(args, models), test, 0.5, 2000,
+                                recipe.submitted_model(args, models)[0], test, 0.5, 2000,
                                 args.predict_batch_size)
     rows.append((f"submission, {len(test)} test images (ensemble)", time.time() - started,
                  evaluation.peak_memory_mib()))
