@@ -15,6 +15,27 @@ import keras_seg_extras as kse
 PREVIEW_COLUMNS = ("image", "truth", "prediction")
 
 
+def served_models(models, head=False):
+    """{name: served model} of each kept model (TTA, resized to its size in the graph), and
+    with the head {name: its served "has a mask" probability} (else None)."""
+    output = "mask" if head else None
+    served = {n: kse.inference.served_model(m, int(n), output=output) for n, m in models.items()}
+    return served, ({n: kse.inference.served_classifier(m, int(n)) for n, m in models.items()}
+                    if head else None)
+
+
+def submitted_model(models, submit, head=False):
+    """The served model of ``submit`` (a kept model's name, or "ensemble": the members' mean as
+    one graph) and the served head probability of the same members (None without the head)."""
+    members = list(models) if submit == "ensemble" else [submit]
+    chosen, sizes = [models[n] for n in members], [int(n) for n in members]
+    ensemble = len(members) > 1
+    served = kse.inference.served_model(chosen if ensemble else chosen[0], sizes,
+                                        name="siim_ensemble" if ensemble else None,
+                                        output="mask" if head else None)
+    return served, (kse.inference.served_classifier(chosen, sizes) if head else None)
+
+
 def _images(records):
     return (kse.data.read_grayscale_png(r["image"]) for r in records)
 

@@ -129,27 +129,6 @@ def load_kept_models(args, strategy):
                                      strategy)
 
 
-def served_models(args, models):
-    """{name: served model} of each kept model (TTA, resized to its size in the graph), and
-    with the head {name: its served "has a mask" probability} (else None)."""
-    output = "mask" if args.classification_head else None
-    served = {n: kse.inference.served_model(m, int(n), output=output) for n, m in models.items()}
-    return served, {n: kse.inference.served_classifier(m, int(n)) for n, m in models.items()} \
-        if args.classification_head else None
-
-
-def submitted_model(args, models):
-    """The served model of ``--submit`` (one kept model, or the ensemble as one graph), and
-    the served head probability of the same members (None without the head)."""
-    members = list(models) if args.submit == "ensemble" else [args.submit]
-    chosen, sizes = [models[n] for n in members], [int(n) for n in members]
-    served = kse.inference.served_model(
-        chosen if len(members) > 1 else chosen[0], sizes, name="siim_ensemble"
-        if len(members) > 1 else None, output="mask" if args.classification_head else None)
-    head = kse.inference.served_classifier(chosen, sizes) if args.classification_head else None
-    return served, head
-
-
 def main(argv=None):
     args = parse_args(argv)
     config = resolved_config(args)
@@ -179,7 +158,7 @@ def main(argv=None):
     memory = {"training_peak_mib": round(evaluation.peak_memory_mib())}
 
     models = load_kept_models(args, strategy)
-    served, heads = served_models(args, models)
+    served, heads = evaluation.served_models(models, args.classification_head)
     searches, baseline, previews = evaluation.evaluate(
         served, val, args.thresholds, args.min_areas, args.predict_batch_size,
         evaluation.largest_masks(val, args.preview_count), heads=heads, gates=args.gates)
@@ -187,7 +166,7 @@ def main(argv=None):
     results = evaluation.results(searches, baseline, args.submit, len(val))
     chosen = results["models"][args.submit]
 
-    submitted, head = submitted_model(args, models)
+    submitted, head = evaluation.submitted_model(models, args.submit, args.classification_head)
     results["submission"] = evaluation.write_submission(
         os.path.join(args.output_dir, "submission.csv"), submitted, test, chosen["threshold"],
         chosen["min_area"], args.predict_batch_size, head, chosen.get("gate", 0.0))

@@ -44,7 +44,7 @@ def main():
     kse.data.build_siim_demo_dataset(args.data_dir, size=1024)
     test, train, val = recipe.training.prepare(args.data_dir, args.output_dir, args.workers)
     models = {str(s): recipe.build_model(args) for s in sizes}
-    served, _ = recipe.served_models(args, models)
+    served, _ = evaluation.served_models(models, args.classification_head)
     rows = [("models built", None, evaluation.peak_memory_mib())]
     for label, part in (("evaluation, 8 validation images", val[:8]),
                         ("evaluation, 56 images (validation + train)", val + train)):
@@ -54,9 +54,9 @@ def main():
         assert all(search.count == len(part) for search in searches.values())
         rows.append((label, time.time() - started, evaluation.peak_memory_mib()))
     started = time.time()
-    evaluation.write_submission(os.path.join(workdir, "submission.csv"),
-                                recipe.submitted_model(args, models)[0], test, 0.5, 2000,
-                                args.predict_batch_size)
+    submitted, _ = evaluation.submitted_model(models, args.submit, args.classification_head)
+    evaluation.write_submission(os.path.join(workdir, "submission.csv"), submitted, test, 0.5,
+                                2000, args.predict_batch_size)
     rows.append((f"submission, {len(test)} test images (ensemble)", time.time() - started,
                  evaluation.peak_memory_mib()))
     print(f"\n1024 px DICOMs, members at {sizes} px, prediction batch "
