@@ -1,6 +1,6 @@
 """Pascal VOC 2012: softmax cross-entropy against the Locally Adaptive loss at kernel 3, 5 and 7.
 
-The comparison of paper 004's table 2 (RN-101 + SoftMax CE 74.6 mIoU; L^AD with kernels
+The comparison of Guo et al. (2018)'s table 2 (RN-101 + SoftMax CE 74.6 mIoU; L^AD with kernels
 3/5/7: 75.7/76.1/75.1), at a scale that runs anywhere: every run trains the same model from
 the same initial weights with a different loss and reports the validation mIoU.
 

@@ -100,7 +100,7 @@ class LabelRankingAveragePrecision(keras.metrics.Metric):
     scikit-learn, and a sample with no relevant label or with all labels relevant scores 1
     (scikit-learn's convention: the ranking has no meaning there). LRAP is a per-sample
     average, so the state is two scalars (weighted sum and total weight); each update costs
-    a (B, C, C) comparison tensor. Paper 000 reports it in table 2.
+    a (B, C, C) comparison tensor. Okazaki et al. (2020) report it in table 2.
 
     Args:
         threshold: targets with ``y_true >= threshold`` are relevant (soft labels are

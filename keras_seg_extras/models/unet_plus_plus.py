@@ -167,7 +167,7 @@ def _fig5_elementary_block(inputs, filters, normalization, dropout, name, residu
 
 
 def _simplified_decoder(skips, filters, center_input, rates, normalization):
-    """Paper 003, 3.3 and Fig. 5 (after Siddhartha's Kaggle kernel).
+    """The SIIM-ACR work report (2019), section 3.3 and Fig. 5 (after Siddhartha's Kaggle kernel).
 
     Centre at stride 32, then levels at strides 16, 8, 4, 2 and 1. A level's node sees the
     up-convolved output of the level below, the encoder skip, and the "hyper" paths: the
