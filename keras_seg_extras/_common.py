@@ -552,6 +552,6 @@ def renamed_argument(owner, new_name, new_value, old_name, old_value, default):
         fail(owner, old_name, old_value,
              f"is the former name of `{new_name}`; give only `{new_name}` "
              f"(received also {new_name}={new_value!r})")
-    warnings.warn(f"{owner}: `{old_name}` is deprecated; use `{new_name}` "
-                  f"({new_name}={old_value!r}).", DeprecationWarning, stacklevel=3)
+    warnings.warn(f"{owner}: `{old_name}` is renamed `{new_name}` and deprecated; use "
+                  f"{new_name}={old_value!r}.", DeprecationWarning, stacklevel=3)
     return old_value

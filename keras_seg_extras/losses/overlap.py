@@ -23,8 +23,6 @@ Shared conventions:
   loss.
 """
 
-import warnings
-
 import keras
 import numpy as np
 from keras import ops
@@ -37,11 +35,11 @@ from keras_seg_extras.losses._soft_overlap import (
 )
 from keras_seg_extras._common import (
     as_float32,
+    check_binary_values,
     check_choice,
     check_flag,
     check_number,
     check_optional_int,
-    check_binary_values,
     check_same_shape,
     concrete_numpy,
     fail,
@@ -49,6 +47,7 @@ from keras_seg_extras._common import (
     num_channels,
     pixel_weights,
     register,
+    renamed_argument,
     scale_for_distribution,
     segmentation_targets,
     static_rank,
@@ -383,16 +382,6 @@ def _check_average_over(owner, average_over):
     return ids
 
 
-def _renamed_classes(owner, average_over, classes):
-    """The old keyword ``classes`` (a class selection, not a count): warn and use it."""
-    if classes is None:
-        return average_over
-    warnings.warn(f"{owner}: `classes` is renamed `average_over` (`num_classes` is the "
-                  "package's name for a class count); `classes` will be removed.",
-                  DeprecationWarning, stacklevel=3)
-    return classes
-
-
 def _lovasz_softmax(owner, y_true, y_pred, average_over, per_image, ignore_index, from_logits,
                     sample_weight=None):
     classes = _check_average_over(owner, average_over)
@@ -475,7 +464,8 @@ def lovasz_softmax(y_true, y_pred, average_over="present", per_image=False, igno
         >>> round(float(lovasz_softmax(labels, logits, ignore_index=255)), 4)
         0.4052
     """
-    average_over = _renamed_classes("lovasz_softmax", average_over, classes)
+    average_over = renamed_argument("lovasz_softmax", "average_over", average_over, "classes",
+                                    classes, "present")
     return _lovasz_softmax("lovasz_softmax", y_true, y_pred, average_over, per_image,
                            ignore_index, from_logits, sample_weight)
 
@@ -696,8 +686,8 @@ class LovaszSoftmaxLoss(_OverlapLossBase):
                  dtype=None, *, classes=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         owner = type(self).__name__
-        self.average_over = _check_average_over(
-            owner, _renamed_classes(owner, average_over, classes))
+        self.average_over = _check_average_over(owner, renamed_argument(
+            owner, "average_over", average_over, "classes", classes, "present"))
         self.per_image = check_flag(owner, "per_image", per_image)
         self.ignore_index = check_optional_int(owner, "ignore_index", ignore_index)
         self.from_logits = check_flag(owner, "from_logits", from_logits)

@@ -156,14 +156,14 @@ def test_bad_classification_head_raises(value, match):
 
 
 def test_classes_is_the_deprecated_name_of_num_classes():
-    with pytest.warns(DeprecationWarning, match=r"UNetPlusPlus: `classes` is deprecated.*"
+    with pytest.warns(DeprecationWarning, match=r"UNetPlusPlus: `classes` is renamed `num_classes`.*"
                                                 r"num_classes=3"):
         model = UNetPlusPlus("efficientnet_b0", (32, 32, 3), decoder_filters=SMALL, classes=3)
     assert model.output_shape == (None, 32, 32, 3)
     with pytest.raises(ValueError, match=r"UNetPlusPlus: `classes` is the former name of "
                                          r"`num_classes`.*received 2"):
         UNetPlusPlus("efficientnet_b0", num_classes=3, classes=2)
-    with pytest.warns(DeprecationWarning, match=r"small_unet: `classes` is deprecated"):
+    with pytest.warns(DeprecationWarning, match=r"small_unet: `classes` is renamed `num_classes`"):
         unet = small_unet((32, 32, 1), classes=4, filters=(4, 8))
     assert unet.output_shape == (None, 32, 32, 4)
     with warnings.catch_warnings():
